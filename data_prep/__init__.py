@@ -1,0 +1,1 @@
+"""Corpus loading, cleaning, tokenizer training and packing. Never imports `mlm`."""

@@ -1,0 +1,252 @@
+"""Step 1, `prepare`: read a corpus, clean it, drop short and duplicate documents, split off validation."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import shutil
+import time
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data_prep.errors import UserError
+from data_prep.io import atomic_output_dir, write_json
+from data_prep.sources import ENCODING_ERRORS, TXT_MODES, corpus_fingerprint, load_corpus, resolve_specs
+from data_prep.steps import file_fingerprint, write_step_metadata
+
+STEP = "prepare"
+_MAX_FILES_RECORDED = 1000  # mlm_step.json lists at most this many input files
+
+
+@dataclass
+class PrepareConfig:
+    """Where the corpus comes from, how to clean it, and how much to keep for validation."""
+
+    # corpus specs: files (.txt/.jsonl/.json/.csv/.tsv/.parquet, optionally .gz), folders, globs, hf:NAME, builtin:pydocs
+    corpus: list[str] = field(
+        metadata={"help": "corpus specs: files, folders, globs, hf:NAME[:CONFIG][@SPLIT], builtin:pydocs"}
+    )
+    # folder to write (a DatasetDict with train/validation, stats.json, mlm_step.json)
+    output_dir: str = field(metadata={"help": "output folder (DatasetDict train/validation + stats.json)"})
+    # column holding the text in JSON/CSV/TSV/Parquet/Hub data
+    text_field: str = field(
+        default="text", metadata={"help": "column holding the text in jsonl/csv/tsv/parquet/Hub data"}
+    )
+    # how .txt files split into documents: one per line, or blank-line-separated paragraphs
+    txt_mode: str = field(
+        default="line", metadata={"help": "txt files: 'line' (one document per line) or 'paragraph'"}
+    )
+    # what to do with bytes that are not UTF-8: fail, or replace them with U+FFFD
+    encoding_errors: str = field(
+        default="strict", metadata={"help": "bad UTF-8: 'strict' (fail) or 'replace'"}
+    )
+    # config name of a Hub dataset (when the spec does not give one)
+    hub_config: str | None = field(default=None, metadata={"help": "config of hf: datasets without :CONFIG"})
+    # split of a Hub dataset (when the spec does not give one)
+    hub_split: str = field(default="train", metadata={"help": "split of hf: datasets without @SPLIT"})
+    # remove HTML tags (<br /> becomes a newline) and unescape entities
+    strip_html: bool = field(
+        default=False, metadata={"help": "remove HTML tags (<br /> -> newline), unescape entities"}
+    )
+    # drop documents shorter than this many characters after cleaning
+    min_chars: int = field(
+        default=20, metadata={"help": "drop documents shorter than this (characters, after cleaning)"}
+    )
+    # drop exact duplicate documents (after cleaning), keeping the first
+    dedup: bool = field(
+        default=True, metadata={"help": "drop exact duplicates after cleaning, keeping the first"}
+    )
+    # share of documents held out for validation (0 < f < 1); ignored when validation_size is set
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "share of documents for validation (0 < f < 1)"}
+    )
+    # number of documents held out for validation (overrides validation_fraction)
+    validation_size: int | None = field(
+        default=None, metadata={"help": "number of validation documents (overrides fraction)"}
+    )
+    # seed of the train/validation split
+    seed: int = field(default=42, metadata={"help": "seed of the train/validation split"})
+    # processes for cleaning (None: one)
+    num_proc: int | None = field(default=None, metadata={"help": "processes for cleaning (default: 1)"})
+
+    def validate(self) -> None:
+        """Check and normalise the values; raise UserError naming the bad one."""
+        if isinstance(self.corpus, str):
+            self.corpus = [self.corpus]
+        self.corpus = [str(c).strip() for c in (self.corpus or []) if str(c).strip()]
+        if not self.corpus:
+            raise UserError(
+                "prepare: 'corpus' is empty; give files, folders, globs, hf:NAME or builtin:pydocs"
+            )
+        if not self.output_dir:
+            raise UserError("prepare: 'output_dir' is empty")
+        if self.txt_mode not in TXT_MODES:
+            raise UserError(
+                f"prepare: txt_mode '{self.txt_mode}' is not valid; choose one of: {', '.join(TXT_MODES)}"
+            )
+        if self.encoding_errors not in ENCODING_ERRORS:
+            raise UserError(
+                f"prepare: encoding_errors '{self.encoding_errors}' is not valid; choose one of: {', '.join(ENCODING_ERRORS)}"
+            )
+        if not self.text_field:
+            raise UserError("prepare: 'text_field' is empty")
+        if self.min_chars < 0:
+            raise UserError(f"prepare: min_chars must be >= 0, got {self.min_chars}")
+        if not 0 < self.validation_fraction < 1:
+            raise UserError(
+                f"prepare: validation_fraction must be between 0 and 1, got {self.validation_fraction}"
+            )
+        if self.validation_size is not None and self.validation_size < 1:
+            raise UserError(f"prepare: validation_size must be >= 1, got {self.validation_size}")
+        if self.num_proc is not None and self.num_proc < 1:
+            raise UserError(f"prepare: num_proc must be >= 1, got {self.num_proc}")
+
+
+# --- cleaning -----------------------------------------------------------------------------------------------
+
+_LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # all become \n
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # other control characters (keeps \t, \n)
+_SPACES = re.compile(r"[^\S\n]+")  # runs of whitespace within a line (tabs included) -> one space
+_BLANK_LINES = re.compile(r"\n{3,}")  # at most one blank line in a row
+_BR = re.compile(r"<br\s*/?>|</?p\s*>", re.IGNORECASE)
+_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
+
+
+def clean_text(text: str, strip_html: bool = False) -> str:
+    """NFC, HTML tags out (optional), control characters out, whitespace collapsed within lines, trimmed."""
+    text = unicodedata.normalize("NFC", text)
+    if strip_html:
+        text = html.unescape(_TAG.sub("", _BR.sub("\n", text)))
+    text = _CONTROL.sub("", _LINE_BREAKS.sub("\n", text))
+    text = _SPACES.sub(" ", text)
+    if " \n" in text or "\n " in text:
+        text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _text_key(text: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True
+    )
+
+
+def _clean_batch(batch: dict, strip_html: bool) -> dict:
+    texts = [clean_text(t, strip_html) for t in batch["text"]]
+    return {"text": texts, "_chars": [len(t) for t in texts], "_key": [_text_key(t) for t in texts]}
+
+
+# --- the step -----------------------------------------------------------------------------------------------
+
+
+def _keep_indices(
+    chars: np.ndarray, keys: np.ndarray, min_chars: int, dedup: bool
+) -> tuple[np.ndarray, int, int]:
+    """Rows to keep (in order), number dropped as too short, number dropped as duplicates."""
+    long_enough = np.flatnonzero(chars >= max(min_chars, 1))
+    too_short = len(chars) - len(long_enough)
+    if not dedup:
+        return long_enough, too_short, 0
+    _, first = np.unique(keys[long_enough], return_index=True)  # 8 bytes per document
+    keep = long_enough[np.sort(first)]
+    return keep, too_short, len(long_enough) - len(keep)
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Read, clean, filter, dedup and split the corpus; write `cfg.output_dir`; return the stats."""
+    import datasets
+
+    cfg.validate()
+    start = time.time()
+    sources = resolve_specs(cfg.corpus, cfg.hub_config, cfg.hub_split)
+    corpus_name = ", ".join(cfg.corpus)
+    with atomic_output_dir(cfg.output_dir) as tmp:
+        scratch = tmp / ".scratch"  # the raw corpus and cleaning caches; removed before the rename
+        ds = load_corpus(
+            cfg.corpus,
+            text_field=cfg.text_field,
+            txt_mode=cfg.txt_mode,
+            encoding_errors=cfg.encoding_errors,
+            hub_config=cfg.hub_config,
+            hub_split=cfg.hub_split,
+            cache_dir=scratch,
+        )
+        n_in = len(ds)
+        if n_in == 0:
+            raise UserError(f"corpus {corpus_name} has no usable text after cleaning (0 documents read)")
+        ds = ds.map(
+            _clean_batch,
+            batched=True,
+            batch_size=1000,
+            num_proc=cfg.num_proc if cfg.num_proc and cfg.num_proc > 1 and n_in > 1000 else None,
+            fn_kwargs={"strip_html": cfg.strip_html},
+            cache_file_name=str(scratch / "clean.arrow"),
+            features=datasets.Features(
+                {
+                    "text": datasets.Value("string"),
+                    "_chars": datasets.Value("int64"),
+                    "_key": datasets.Value("int64"),
+                }
+            ),
+            desc="cleaning",
+        )
+        table = ds.with_format("numpy", columns=["_chars", "_key"])[:]
+        keep, too_short, duplicates = _keep_indices(
+            np.asarray(table["_chars"], dtype=np.int64),
+            np.asarray(table["_key"], dtype=np.int64),
+            cfg.min_chars,
+            cfg.dedup,
+        )
+        n_out = len(keep)
+        if n_out == 0:
+            raise UserError(
+                f"corpus {corpus_name} has no usable text after cleaning ({n_in} documents read, all dropped: "
+                f"{too_short} shorter than min_chars={cfg.min_chars}, {duplicates} duplicates)"
+            )
+        if n_out < 2:
+            raise UserError(
+                f"corpus {corpus_name} has only 1 usable document after cleaning; need 2 to split off validation"
+            )
+        n_val = (
+            cfg.validation_size if cfg.validation_size is not None else round(n_out * cfg.validation_fraction)
+        )
+        n_val = min(max(n_val, 1), n_out - 1)
+        order = np.random.default_rng(cfg.seed).permutation(n_out)
+        val_rows, train_rows = np.sort(keep[order[:n_val]]), np.sort(keep[order[n_val:]])
+        chars = np.asarray(table["_chars"])
+        ds = ds.remove_columns(["_chars", "_key"])
+        dd = datasets.DatasetDict({"train": ds.select(train_rows), "validation": ds.select(val_rows)})
+        dd.save_to_disk(str(tmp))
+        stats = {
+            "documents_in": n_in,
+            "documents_out": n_out,
+            "characters": int(chars[keep].sum()),
+            "duplicates_dropped": duplicates,
+            "too_short_dropped": too_short,
+            "train_documents": len(train_rows),
+            "validation_documents": len(val_rows),
+            "train_characters": int(chars[train_rows].sum()),
+            "validation_characters": int(chars[val_rows].sum()),
+            "seconds": round(time.time() - start, 2),
+        }
+        del ds, dd, table
+        write_json(tmp / "stats.json", stats)
+        files = [file_fingerprint(s.name) for s in sources if s.kind == "file"]
+        inputs = {
+            "corpus": cfg.corpus,
+            "fingerprint": corpus_fingerprint(
+                sources, text_field=cfg.text_field, txt_mode=cfg.txt_mode, encoding_errors=cfg.encoding_errors
+            ),
+            "files": files[:_MAX_FILES_RECORDED],
+            "files_total": len(files),
+        }
+        write_step_metadata(tmp, STEP, cfg, inputs)
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(
+        f"prepare: {n_in} documents read -> {n_out} kept ({too_short} too short, {duplicates} duplicates); "
+        f"train {stats['train_documents']}, validation {stats['validation_documents']}; "
+        f"{stats['characters'] / 1e6:.1f}M characters -> {cfg.output_dir}"
+    )
+    return stats

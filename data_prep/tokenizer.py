@@ -1,0 +1,267 @@
+"""Step 2, `train-tokenizer`: train a WordPiece, BPE or Unigram tokenizer with BERT special tokens.
+
+The folder it writes loads with `transformers.AutoTokenizer.from_pretrained`: `[CLS] a [SEP]`,
+`[CLS] a [SEP] b [SEP]` with token_type_ids, offsets and word ids. Special tokens have fixed ids
+`[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4`; the vocabulary size is a multiple of 64 (padded with `[unusedN]`).
+Kinds: "wordpiece" (BERT: BertNormalizer + BertPreTokenizer), "bpe" (byte-level, like RoBERTa/GPT-2: never
+produces [UNK]; offsets trimmed of the leading space), "unigram" (SentencePiece-style with Metaspace).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_prep.errors import UserError
+from data_prep.io import atomic_output_dir, write_json
+from data_prep.sources import ENCODING_ERRORS, TXT_MODES, iter_corpus
+from data_prep.steps import folder_fingerprint, write_step_metadata
+
+STEP = "tokenizer"
+KINDS = ("wordpiece", "bpe", "unigram")
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
+VOCAB_MULTIPLE = 64
+_BATCH = 1000  # texts per batch fed to the trainer
+
+
+@dataclass
+class TokenizerConfig:
+    """What to train the tokenizer on, and which tokenizer to train."""
+
+    # folder to write (loads with AutoTokenizer.from_pretrained)
+    output_dir: str = field(metadata={"help": "output folder (loads with AutoTokenizer.from_pretrained)"})
+    # a folder written by `prepare` (its train split is used); give this or `corpus`
+    data_dir: str | None = field(
+        default=None, metadata={"help": "prepared folder (its train split); or give corpus"}
+    )
+    # corpus specs read directly (files, folders, globs, hf:NAME, builtin:pydocs); give this or `data_dir`
+    corpus: list[str] = field(default_factory=list, metadata={"help": "corpus specs, instead of data_dir"})
+    # column holding the text when reading `corpus`
+    text_field: str = field(default="text", metadata={"help": "column holding the text when reading corpus"})
+    # how .txt files split into documents when reading `corpus`
+    txt_mode: str = field(default="line", metadata={"help": "txt files in corpus: 'line' or 'paragraph'"})
+    # bad UTF-8 in `corpus` files: 'strict' (fail) or 'replace'
+    encoding_errors: str = field(
+        default="strict", metadata={"help": "bad UTF-8 in corpus: 'strict' or 'replace'"}
+    )
+    # tokenizer model: wordpiece (BERT), bpe (byte-level) or unigram (SentencePiece-like)
+    kind: str = field(default="wordpiece", metadata={"help": "tokenizer model: wordpiece, bpe or unigram"})
+    # target vocabulary size, rounded up to a multiple of 64 (a small corpus may give fewer tokens)
+    vocab_size: int = field(
+        default=30522, metadata={"help": "vocabulary size, rounded up to a multiple of 64"}
+    )
+    # lowercase the text before tokenizing
+    lowercase: bool = field(default=True, metadata={"help": "lowercase the text"})
+    # strip accents (None: strip when lowercasing, as BERT uncased does)
+    strip_accents: bool | None = field(
+        default=None, metadata={"help": "strip accents (default: same as lowercase)"}
+    )
+    # a piece must occur this often to enter the vocabulary (wordpiece and bpe)
+    min_frequency: int = field(
+        default=2, metadata={"help": "minimum count of a merged piece (wordpiece, bpe)"}
+    )
+    # stop feeding the trainer after this many UTF-8 bytes of text (documents read in order)
+    max_train_bytes: int = field(
+        default=1_000_000_000, metadata={"help": "cap on UTF-8 bytes of text to train on"}
+    )
+    # longest input the tokenizer accepts (model_max_length)
+    model_max_length: int = field(default=512, metadata={"help": "model_max_length saved with the tokenizer"})
+
+    def validate(self) -> None:
+        """Check and normalise the values (not the folders: a recipe is validated before earlier steps ran)."""
+        if isinstance(self.corpus, str):
+            self.corpus = [self.corpus]
+        self.corpus = [str(c).strip() for c in (self.corpus or []) if str(c).strip()]
+        if not self.output_dir:
+            raise UserError("tokenizer: 'output_dir' is empty")
+        if bool(self.data_dir) == bool(self.corpus):
+            raise UserError(
+                "tokenizer: give exactly one of 'data_dir' (a prepared folder) or 'corpus' (specs)"
+            )
+        if self.kind not in KINDS:
+            raise UserError(f"tokenizer: kind '{self.kind}' is not valid; choose one of: {', '.join(KINDS)}")
+        if self.txt_mode not in TXT_MODES:
+            raise UserError(
+                f"tokenizer: txt_mode '{self.txt_mode}' is not valid; choose one of: {', '.join(TXT_MODES)}"
+            )
+        if self.encoding_errors not in ENCODING_ERRORS:
+            raise UserError(
+                f"tokenizer: encoding_errors '{self.encoding_errors}' is not valid; choose one of: {', '.join(ENCODING_ERRORS)}"
+            )
+        if self.vocab_size < 2 * VOCAB_MULTIPLE:
+            raise UserError(f"tokenizer: vocab_size must be >= {2 * VOCAB_MULTIPLE}, got {self.vocab_size}")
+        if self.min_frequency < 1:
+            raise UserError(f"tokenizer: min_frequency must be >= 1, got {self.min_frequency}")
+        if self.max_train_bytes < 1:
+            raise UserError(f"tokenizer: max_train_bytes must be >= 1, got {self.max_train_bytes}")
+        if self.model_max_length < 8:
+            raise UserError(f"tokenizer: model_max_length must be >= 8, got {self.model_max_length}")
+
+    @property
+    def rounded_vocab_size(self) -> int:
+        """`vocab_size` rounded up to a multiple of 64."""
+        return math.ceil(self.vocab_size / VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def build_untrained(cfg: TokenizerConfig):  # -> (tokenizers.Tokenizer, trainer)
+    """The empty `tokenizers.Tokenizer` pipeline for `cfg.kind`, and its trainer."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    strip_accents = cfg.lowercase if cfg.strip_accents is None else cfg.strip_accents
+    vocab = cfg.rounded_vocab_size
+    # with byte-level/metaspace pre-tokenizers a space precedes [MASK]: lstrip lets [MASK] absorb it
+    specials = [
+        AddedToken(t, special=True, normalized=False, lstrip=(t == "[MASK]" and cfg.kind != "wordpiece"))
+        for t in SPECIAL_TOKENS
+    ]
+    if cfg.kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+        tok.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=cfg.lowercase
+        )
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab, min_frequency=cfg.min_frequency, special_tokens=specials, show_progress=False
+        )
+        return tok, trainer
+    steps = [normalizers.NFKC()]
+    if cfg.lowercase:
+        steps.append(normalizers.Lowercase())
+    if strip_accents:
+        steps += [normalizers.NFD(), normalizers.StripAccents(), normalizers.NFC()]
+    if cfg.kind == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = normalizers.Sequence(steps)
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab,
+            min_frequency=cfg.min_frequency,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        return tok, trainer
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab, special_tokens=specials, unk_token="[UNK]", show_progress=False
+    )
+    return tok, trainer
+
+
+def finish_tokenizer(tok, cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenizerFast
+    """Post-processor ([CLS] a [SEP] b [SEP]), [unusedN] padding to a multiple of 64, transformers wrapper."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
+    for i, t in enumerate(SPECIAL_TOKENS):
+        if tok.token_to_id(t) != i:
+            raise RuntimeError(f"trainer put special token {t} at id {tok.token_to_id(t)}, expected {i}")
+    template = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    if cfg.kind == "bpe":  # trim the leading space (Ġ) out of the offsets, then add the template
+        tok.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=True), template])
+    else:
+        tok.post_processor = template
+    size = tok.get_vocab_size(with_added_tokens=True)
+    padded = math.ceil(size / VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    if padded > size:
+        tok.add_special_tokens(
+            [AddedToken(f"[unused{i}]", special=True, normalized=False) for i in range(padded - size)]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=cfg.model_max_length,
+        padding_side="right",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+
+
+def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
+    """Batches of training texts, in order, until `max_train_bytes` UTF-8 bytes were given."""
+    if cfg.data_dir:
+        import datasets
+
+        dd = datasets.load_from_disk(cfg.data_dir)
+        if "train" not in dd:
+            raise UserError(
+                f"tokenizer: data_dir {cfg.data_dir} has no 'train' split; splits: {', '.join(dd)}"
+            )
+        if "text" not in dd["train"].column_names:
+            raise UserError(
+                f"tokenizer: data_dir {cfg.data_dir} has no column 'text'; columns found: {', '.join(dd['train'].column_names)}"
+            )
+        batches = (b["text"] for b in dd["train"].select_columns(["text"]).iter(batch_size=_BATCH))
+    else:
+        batches = iter_corpus(cfg.corpus, cfg.text_field, cfg.txt_mode, cfg.encoding_errors)
+    for batch in batches:
+        for start in range(0, len(batch), _BATCH):
+            out = []
+            for text in batch[start : start + _BATCH]:
+                if seen["bytes"] >= cfg.max_train_bytes:
+                    break
+                seen["bytes"] += len(text.encode("utf-8"))
+                seen["documents"] += 1
+                out.append(text)
+            if out:
+                yield out
+            if seen["bytes"] >= cfg.max_train_bytes:
+                return
+
+
+def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenizerFast
+    """Train the tokenizer on the data, write `cfg.output_dir`, and return it wrapped for transformers."""
+    cfg.validate()
+    if cfg.data_dir and not (Path(cfg.data_dir) / "dataset_dict.json").is_file():
+        what = (
+            "not found"
+            if not Path(cfg.data_dir).exists()
+            else "is not a prepared folder (no dataset_dict.json)"
+        )
+        raise UserError(f"tokenizer: data_dir {cfg.data_dir} {what}; run `mlm prepare` first")
+    start = time.time()
+    tok, trainer = build_untrained(cfg)
+    seen = {"bytes": 0, "documents": 0}
+    tok.train_from_iterator(_training_texts(cfg, seen), trainer=trainer)
+    source = cfg.data_dir or ", ".join(cfg.corpus)
+    if seen["documents"] == 0:
+        raise UserError(f"tokenizer: {source} has no text to train on")
+    trained_size = tok.get_vocab_size(with_added_tokens=True)
+    hf_tok = finish_tokenizer(tok, cfg)
+    stats = {
+        "kind": cfg.kind,
+        "vocab_size_requested": cfg.vocab_size,
+        "vocab_size_rounded": cfg.rounded_vocab_size,
+        "vocab_size_trained": trained_size,
+        "vocab_size": len(hf_tok),
+        "unused_tokens": len(hf_tok) - trained_size,
+        "train_documents": seen["documents"],
+        "train_bytes": seen["bytes"],
+        "seconds": round(time.time() - start, 2),
+    }
+    with atomic_output_dir(cfg.output_dir) as tmp:
+        hf_tok.save_pretrained(str(tmp))
+        write_json(tmp / "stats.json", stats)
+        inputs = {"data_dir": folder_fingerprint(cfg.data_dir)} if cfg.data_dir else {"corpus": cfg.corpus}
+        inputs.update(train_documents=seen["documents"], train_bytes=seen["bytes"])
+        write_step_metadata(tmp, STEP, cfg, inputs)
+    print(
+        f"tokenizer: {cfg.kind}, {len(hf_tok)} tokens ({stats['unused_tokens']} unused) from "
+        f"{seen['documents']} documents ({seen['bytes'] / 1e6:.1f} MB) -> {cfg.output_dir}"
+    )
+    return hf_tok

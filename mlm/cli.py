@@ -1,0 +1,133 @@
+"""The `mlm` command: a thin layer over the Python API. The only module that knows about argv."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_prep.errors import UserError
+from mlm.config import add_arguments, config_from_args, load_yaml
+
+
+@dataclass
+class FillMaskConfig:
+    """Options of `mlm fill-mask`."""
+
+    model: str = field(default="", metadata={"help": "model folder or Hub id"})
+    text: str = field(default="", metadata={"help": "text with the tokenizer's mask token, e.g. [MASK]"})
+    top_k: int = field(default=5, metadata={"help": "predictions to show"})
+
+    def validate(self) -> None:
+        if not self.model or not self.text:
+            raise UserError("fill-mask needs MODEL and TEXT")
+
+
+# command -> (module:Config, module:function, positional fields, recipe section for --config, help)
+COMMANDS: dict[str, tuple[str, str, tuple[str, ...], str | None, str]] = {
+    "prepare": ("data_prep.prepare:PrepareConfig", "data_prep.prepare:prepare", (), "prepare",
+                "load, clean and split a corpus"),
+    "train-tokenizer": ("data_prep.tokenizer:TokenizerConfig", "data_prep.tokenizer:train_tokenizer", (),
+                        "tokenizer", "train a WordPiece, BPE or Unigram tokenizer"),
+    "pack": ("data_prep.packing:PackConfig", "data_prep.packing:pack", (), "pack",
+             "tokenize and pack into fixed-length blocks"),
+    "pretrain": ("mlm.pretrain:PretrainConfig", "mlm.pretrain:pretrain", (), "pretrain",
+                 "masked-language-model pretraining"),
+    "finetune": ("mlm.finetune:FinetuneConfig", "mlm.finetune:finetune", (), "finetune",
+                 "fine-tune a checkpoint for text classification"),
+    "push": ("mlm.hub:PushConfig", "mlm.hub:push", ("folder", "repo_id"), None,
+             "push a model folder to the Hugging Face Hub"),
+    "fill-mask": ("mlm.cli:FillMaskConfig", "mlm.cli:fill_mask", ("model", "text"), None,
+                  "print the top predictions for a masked text"),
+    "run": ("mlm.recipe:RunConfig", "mlm.cli:run_recipe_cli", ("recipe",), None,
+            "run the steps of a YAML recipe"),
+}  # fmt: skip
+
+
+def _load(ref: str) -> Any:
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def fill_mask(cfg: FillMaskConfig) -> list[dict]:
+    """Top-k predictions for the mask token in `cfg.text`, printed as a table."""
+    from transformers import pipeline
+
+    try:
+        pipe = pipeline("fill-mask", model=cfg.model, tokenizer=cfg.model, top_k=cfg.top_k)
+    except OSError:
+        raise UserError(
+            f"model not found: {cfg.model} (not a local folder, and not reachable on the Hub)"
+        ) from None
+    mask = pipe.tokenizer.mask_token
+    if mask not in cfg.text:
+        raise UserError(f"the text has no {mask} token: {cfg.text!r}")
+    preds = pipe(cfg.text)
+    if preds and isinstance(preds[0], list):  # several masks: show the first
+        preds = preds[0]
+    for p in preds:
+        print(f"{p['score']:.4f}  {p['token_str']:<20} {p['sequence']}")
+    return preds
+
+
+def run_recipe_cli(cfg) -> dict:
+    from mlm.recipe import run_recipe
+
+    return run_recipe(cfg)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlm",
+        description="Pretrain a small BERT on your corpus, then fine-tune it as a classifier.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (cfg_ref, _, positional, section, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:  # only the chosen command's options are built (imports stay lazy)
+            add_arguments(p, _load(cfg_ref), positional)
+            if section:
+                p.add_argument(
+                    "--config", dest="_config", metavar="RECIPE.yaml",
+                    help=f"read defaults from the '{section}:' section of a recipe",
+                )  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    cfg_ref, fn_ref, _, section, _ = COMMANDS[args.command]
+    try:
+        cls = _load(cfg_ref)
+        base = {}
+        if getattr(args, "_config", None):
+            base = dict(load_yaml(args._config).get(section) or {})
+        cfg = config_from_args(cls, args, base, where=f"mlm {args.command}")
+        fn: Callable = _load(fn_ref)
+        fn(cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def entry() -> None:  # console-script entry point
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

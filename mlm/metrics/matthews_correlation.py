@@ -1,0 +1,79 @@
+"""Matthews correlation coefficient (MCC), the multiclass form (Gorodkin 2004) for more than 2 classes."""
+
+from __future__ import annotations
+
+import math
+
+import datasets
+import evaluate
+import numpy as np
+
+from mlm.metrics import _arrays
+
+_DESCRIPTION = """\
+The Matthews correlation coefficient measures the quality of classifications from the whole confusion
+matrix: +1 is perfect, 0 no better than chance, -1 total disagreement. It stays meaningful on unbalanced
+classes, which is why GLUE reports it for CoLA. When a prediction or reference column is constant, it is 0.
+"""
+
+_CITATION = """\
+@article{matthews1975,
+  title={Comparison of the predicted and observed secondary structure of T4 phage lysozyme},
+  author={Matthews, Brian W.},
+  journal={Biochimica et Biophysica Acta (BBA) - Protein Structure},
+  volume={405},
+  number={2},
+  pages={442--451},
+  year={1975}
+}
+@article{gorodkin2004,
+  title={Comparing two K-category assignments by a K-category correlation coefficient},
+  author={Gorodkin, Jan},
+  journal={Computational Biology and Chemistry},
+  volume={28},
+  number={5},
+  pages={367--374},
+  year={2004}
+}
+"""
+
+_INPUTS = """\
+Args:
+    predictions (list of int): predicted class ids.
+    references (list of int): true class ids.
+Returns:
+    matthews_correlation (float): in [-1, 1].
+Example:
+    >>> MatthewsCorrelation(keep_in_memory=True).compute(predictions=[0, 1, 1, 0], references=[0, 1, 0, 0])
+    {'matthews_correlation': 0.5773502691896258}
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
+class MatthewsCorrelation(evaluate.Metric):
+    """Matthews correlation, computed with numpy (no Hub download); matches scikit-learn."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_INPUTS,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
+            ),
+            reference_urls=["https://en.wikipedia.org/wiki/Phi_coefficient"],
+        )
+
+    def _compute(self, predictions, references) -> dict:
+        preds, refs = _arrays.as_label_arrays(predictions, references)
+        _, matrix = _arrays.confusion_matrix(preds, refs)
+        matrix = matrix.astype(np.float64)
+        true_counts = matrix.sum(axis=1)
+        pred_counts = matrix.sum(axis=0)
+        correct = np.trace(matrix)
+        total = matrix.sum()
+        cov_tp = correct * total - true_counts @ pred_counts
+        cov_pp = total**2 - pred_counts @ pred_counts
+        cov_tt = total**2 - true_counts @ true_counts
+        den = cov_tt * cov_pp
+        return {"matthews_correlation": float(cov_tp / math.sqrt(den)) if den > 0 else 0.0}

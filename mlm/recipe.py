@@ -1,0 +1,261 @@
+"""`mlm run RECIPE.yaml`: run the steps a recipe names, reusing finished steps whose inputs are unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_prep.errors import UserError
+from data_prep.io import read_json, write_json
+from mlm.config import config_from_dict, load_yaml
+
+STEPS = ("prepare", "tokenizer", "pack", "pretrain", "finetune", "report")
+FINGERPRINT_FILE = "recipe_step.json"
+
+
+@dataclass
+class RunConfig:
+    """Top-level recipe keys (also the options of `mlm run`)."""
+
+    recipe: str = field(default="", metadata={"help": "the YAML recipe to run"})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "folder for every step (default: runs/NAME)"}
+    )
+    steps: list[str] = field(
+        default_factory=list,
+        metadata={"help": f"run only these steps (default: all the recipe has): {', '.join(STEPS)}"},
+    )
+    force: bool = field(default=False, metadata={"help": "rerun steps even when their inputs are unchanged"})
+
+    def validate(self) -> None:
+        bad = [s for s in self.steps if s not in STEPS]
+        if bad:
+            raise UserError(f"unknown step(s) {', '.join(bad)}; valid steps: {', '.join(STEPS)}")
+
+
+@dataclass
+class ReportConfig:
+    """The `report:` section: which comparisons the recipe's report holds."""
+
+    compare_from_scratch: bool = field(
+        default=True, metadata={"help": "also fine-tune the same architecture from random initialisation"}
+    )
+    tfidf_baseline: bool = field(default=True, metadata={"help": "also score TF-IDF + logistic regression"})
+
+    def validate(self) -> None:
+        pass
+
+
+TOP_LEVEL_KEYS = ("name", "description", "output_dir", *STEPS)
+
+
+def _step_classes() -> dict[str, type]:
+    from data_prep.packing import PackConfig
+    from data_prep.prepare import PrepareConfig
+    from data_prep.tokenizer import TokenizerConfig
+    from mlm.finetune import FinetuneConfig
+    from mlm.pretrain import PretrainConfig
+
+    return {
+        "prepare": PrepareConfig,
+        "tokenizer": TokenizerConfig,
+        "pack": PackConfig,
+        "pretrain": PretrainConfig,
+        "finetune": FinetuneConfig,
+        "report": ReportConfig,
+    }
+
+
+@dataclass
+class Plan:
+    """A recipe resolved into step configs, with each step's folder filled in."""
+
+    name: str
+    output_dir: Path
+    configs: dict[str, Any]
+    path: Path
+
+
+def plan_recipe(run: RunConfig) -> Plan:
+    """Read the recipe and fill in the folders that link its steps together."""
+    data = load_yaml(run.recipe)
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise UserError(
+            f"{run.recipe}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(TOP_LEVEL_KEYS)}"
+        )
+    name = str(data.get("name") or Path(run.recipe).stem)
+    out = Path(run.output_dir or data.get("output_dir") or f"runs/{name}")
+    classes = _step_classes()
+    sections = {s: dict(data.get(s) or {}) for s in STEPS if s in data}
+    if not sections:
+        raise UserError(f"{run.recipe}: the recipe names no step; sections are {', '.join(STEPS)}")
+
+    def default(section: str, key: str, value: Any) -> None:
+        if section in sections and key in {f.name for f in dataclasses.fields(classes[section])}:
+            sections[section].setdefault(key, value)
+
+    default("prepare", "output_dir", str(out / "data"))
+    default("tokenizer", "data_dir", sections.get("prepare", {}).get("output_dir"))
+    default("tokenizer", "output_dir", str(out / "tokenizer"))
+    default("pack", "data_dir", sections.get("prepare", {}).get("output_dir"))
+    default("pack", "tokenizer_dir", sections.get("tokenizer", {}).get("output_dir"))
+    default("pack", "output_dir", str(out / "packed"))
+    default("pretrain", "data_dir", sections.get("pack", {}).get("output_dir"))
+    default("pretrain", "output_dir", str(out / "pretrain"))
+    default("pretrain", "resume", "auto")
+    if "pretrain" in sections:
+        default("finetune", "model", str(Path(sections["pretrain"]["output_dir"]) / "final"))
+    default("finetune", "output_dir", str(out / "finetune" / "pretrained"))
+    if "finetune" in sections:
+        sections.setdefault("report", {})
+    configs = {
+        s: config_from_dict(classes[s], sections[s], f"{run.recipe}: section '{s}'", validate=False)
+        for s in sections
+    }
+    return Plan(name=name, output_dir=out, configs=configs, path=Path(run.recipe))
+
+
+def _fingerprint(step: str, cfg: Any, upstream: list[str]) -> str:
+    blob = json.dumps({"step": step, "config": dataclasses.asdict(cfg), "upstream": upstream}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _is_done(folder: Path, fingerprint: str) -> bool:
+    f = folder / FINGERPRINT_FILE
+    return f.is_file() and read_json(f).get("fingerprint") == fingerprint
+
+
+def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run a recipe's steps in order; returns the report (also written to OUTPUT_DIR/report.json)."""
+    run.validate()
+    plan = plan_recipe(run)
+    wanted = [s for s in STEPS if s in plan.configs and (not run.steps or s in run.steps)]
+    fingerprints: list[str] = []
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {}
+    for step in STEPS:
+        if step not in plan.configs:
+            continue
+        cfg = plan.configs[step]
+        fp = _fingerprint(step, cfg, fingerprints)
+        fingerprints.append(fp)
+        folder = _step_folder(step, cfg, plan)
+        if step not in wanted:
+            if (folder / FINGERPRINT_FILE).is_file():
+                results[step] = read_json(folder / FINGERPRINT_FILE).get("result")
+            continue
+        if not run.force and step != "report" and _is_done(folder, fp):
+            log(f"[{step}] unchanged, reusing {folder}")
+            results[step] = read_json(folder / FINGERPRINT_FILE).get("result")
+            continue
+        if step == "pretrain" and (folder / FINGERPRINT_FILE).is_file():
+            # a finished run with another config: start afresh rather than resume its checkpoints
+            log(f"[{step}] config or inputs changed: clearing {folder}")
+            shutil.rmtree(folder)
+        log(f"[{step}] running -> {folder}")
+        cfg.validate()
+        t = time.perf_counter()
+        results[step] = _RUNNERS[step](cfg, plan, results)
+        timings[step] = round(time.perf_counter() - t, 1)
+        if step != "report":
+            write_json(folder / FINGERPRINT_FILE, {"fingerprint": fp, "result": results[step]})
+        log(f"[{step}] done in {timings[step]:.1f} s")
+    return results.get("report") or results
+
+
+def _step_folder(step: str, cfg: Any, plan: Plan) -> Path:
+    if step == "report":
+        return plan.output_dir
+    if step == "finetune":
+        return Path(cfg.output_dir).parent
+    return Path(cfg.output_dir)
+
+
+def _run_prepare(cfg, plan, results):
+    from data_prep.prepare import prepare
+
+    return prepare(cfg)
+
+
+def _run_tokenizer(cfg, plan, results):
+    from data_prep.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(cfg)
+    return {"vocab_size": len(tok), "output_dir": cfg.output_dir}
+
+
+def _run_pack(cfg, plan, results):
+    from data_prep.packing import pack
+
+    return pack(cfg)
+
+
+def _run_pretrain(cfg, plan, results):
+    from mlm.pretrain import pretrain
+
+    return pretrain(cfg)
+
+
+def _run_finetune(cfg, plan, results):
+    """Fine-tune the pretrained model; with the report's comparisons, also from scratch and TF-IDF."""
+    from mlm.finetune import finetune
+
+    report_cfg = plan.configs.get("report", ReportConfig())
+    out: dict[str, Any] = {"pretrained": finetune(cfg)}
+    if report_cfg.compare_from_scratch:
+        scratch = dataclasses.replace(
+            cfg, from_scratch=True, output_dir=str(Path(cfg.output_dir).parent / "scratch")
+        )
+        out["scratch"] = finetune(scratch)
+    if report_cfg.tfidf_baseline:
+        out["tfidf"] = _tfidf(cfg)
+    return out
+
+
+def _tfidf(cfg) -> dict[str, Any]:
+    from mlm.baselines import tfidf_baseline
+    from mlm.labelled_data import load_labelled
+
+    kw = dict(
+        text_column=cfg.text_column,
+        text_pair_column=cfg.text_pair_column,
+        label_column=cfg.label_column,
+        column_names=cfg.column_names,
+    )
+    train = load_labelled(cfg.train_file, **kw)
+    evals = {"test": cfg.test_file, "validation": cfg.validation_file}
+    return {
+        split: tfidf_baseline(
+            train,
+            load_labelled(path, **kw),
+            cfg.text_column,
+            cfg.label_column,
+            text_pair_column=cfg.text_pair_column,
+        )
+        for split, path in evals.items()
+        if path
+    }
+
+
+def _run_report(cfg, plan, results):
+    from mlm.report import write_report
+
+    return write_report(plan, results)
+
+
+_RUNNERS = {
+    "prepare": _run_prepare,
+    "tokenizer": _run_tokenizer,
+    "pack": _run_pack,
+    "pretrain": _run_pretrain,
+    "finetune": _run_finetune,
+    "report": _run_report,
+}

@@ -1,0 +1,113 @@
+"""Pretraining on the tiny packed corpus: checkpoints, metrics, resume, and the errors a user can cause."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForMaskedLM, BertForMaskedLM, pipeline
+
+from data_prep.errors import UserError
+from mlm.pretrain import PretrainConfig, pretrain
+
+TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def _cfg(packed_dir: Path, out: Path, **kw) -> PretrainConfig:
+    base = dict(
+        data_dir=str(packed_dir),
+        output_dir=str(out),
+        preset="tiny",
+        model_overrides=TINY,
+        max_steps=6,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        eval_steps=3,
+        save_steps=3,
+        logging_steps=1,
+        max_eval_samples=32,
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def pretrained(packed_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain") / "run"
+    metrics = pretrain(_cfg(packed_dir, out))
+    return out, metrics
+
+
+def test_final_folder_loads_as_plain_bert(pretrained):
+    out, _ = pretrained
+    final = out / "final"
+    assert (final / "model.safetensors").is_file()
+    model, info = AutoModelForMaskedLM.from_pretrained(final, output_loading_info=True)
+    assert type(model) is BertForMaskedLM
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert json.loads((final / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
+    fill = pipeline("fill-mask", model=str(final), tokenizer=str(final), top_k=3)
+    preds = fill("the [MASK] of the world.")
+    assert len(preds) == 3 and all("token_str" in p for p in preds)
+
+
+def test_metrics_and_history(pretrained):
+    out, metrics = pretrained
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for key in ("eval_loss", "perplexity", "masked_accuracy", "tokens_seen", "train_tokens_per_second"):
+        assert on_disk[key] is not None, key
+    assert on_disk["steps"] == 6
+    assert on_disk["tokens_seen"] == 6 * 8 * 32
+    assert 0.0 <= on_disk["masked_accuracy"] <= 1.0
+    assert on_disk["perplexity"] == pytest.approx(2.718281828 ** on_disk["eval_loss"], rel=1e-6)
+    history = json.loads((out / "log_history.json").read_text())
+    assert [h["step"] for h in history if "eval_loss" in h][:2] == [3, 6]
+    assert sum("loss" in h for h in history) >= 5
+    assert (out / "checkpoint-6" / "run_info.json").is_file()
+    run_info = json.loads((out / "final" / "run_info.json").read_text())
+    assert run_info["eval"]["eval_loss"] == pytest.approx(metrics["eval_loss"])
+    assert run_info["model"]["hidden_size"] == 32
+
+
+def test_resume_continues_from_latest_checkpoint(packed_dir, tmp_path):
+    out = tmp_path / "run"
+    pretrain(_cfg(packed_dir, out, max_steps=4, save_steps=2, eval_steps=0))
+    metrics = pretrain(_cfg(packed_dir, out, max_steps=6, save_steps=2, eval_steps=0, resume="latest"))
+    assert metrics["resumed_from"].endswith("checkpoint-4")
+    assert metrics["steps"] == 6
+
+
+def test_resume_without_checkpoint_is_a_user_error(packed_dir, tmp_path):
+    with pytest.raises(UserError, match="no checkpoint found"):
+        pretrain(_cfg(packed_dir, tmp_path / "empty", resume="latest"))
+
+
+def test_unknown_preset_lists_valid_ones(packed_dir, tmp_path):
+    with pytest.raises(
+        UserError, match="unknown preset 'huge'; valid presets: tiny, mini, small, medium, base"
+    ):
+        pretrain(_cfg(packed_dir, tmp_path / "x", preset="huge"))
+
+
+def test_sequence_longer_than_model_allows(packed_dir, tmp_path):
+    with pytest.raises(UserError, match="max_position_embeddings|larger than the model allows"):
+        pretrain(_cfg(packed_dir, tmp_path / "x", model_overrides={**TINY, "max_position_embeddings": 16}))
+
+
+def test_tokenizer_not_matching_packed_data(packed_dir, tmp_path, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    tok.add_tokens([f"extra{i}" for i in range(64)])
+    other = tmp_path / "other-tokenizer"
+    tok.save_pretrained(other)
+    with pytest.raises(UserError, match="was made with a tokenizer of"):
+        pretrain(_cfg(packed_dir, tmp_path / "x", tokenizer_dir=str(other)))
+
+
+def test_missing_packed_data(tmp_path):
+    with pytest.raises(UserError, match="packed data not found"):
+        pretrain(_cfg(tmp_path / "nope", tmp_path / "x"))

@@ -1,0 +1,103 @@
+"""`mlm run` end to end on a tiny recipe: every step, the report, and reuse of unchanged steps."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from mlm.recipe import RunConfig, run_recipe
+
+
+def _write_task(folder: Path) -> dict[str, Path]:
+    """An easy two-class task: sentences about food vs sentences about weather."""
+    rng = random.Random(0)
+    topics = {
+        "food": "bread cheese soup apple dinner lunch pasta salad cake rice".split(),
+        "weather": "rain snow wind storm cloud sun fog frost thunder heat".split(),
+    }
+    filler = "the a is was very quite today again then also".split()
+    paths = {}
+    for split, n in (("train", 80), ("dev", 20), ("test", 20)):
+        path = folder / f"{split}.csv"
+        lines = ["text,label"]
+        for i in range(n):
+            label = "food" if i % 2 else "weather"
+            words = rng.sample(topics[label], 3) + rng.sample(filler, 4)
+            rng.shuffle(words)
+            lines.append(f"{' '.join(words)},{label}")
+        path.write_text("\n".join(lines) + "\n")
+        paths[split] = path
+    return paths
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory, tiny_corpus_dir) -> Path:
+    folder = tmp_path_factory.mktemp("recipe")
+    task = _write_task(folder)
+    text = f"""
+name: tiny
+output_dir: {folder / "runs"}
+prepare:
+  corpus: [{tiny_corpus_dir / "corpus.jsonl"}]
+  validation_size: 30
+tokenizer:
+  vocab_size: 512
+pack:
+  max_seq_length: 32
+pretrain:
+  preset: tiny
+  model_overrides: {{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}}
+  max_steps: 8
+  per_device_train_batch_size: 8
+  eval_steps: 4
+  save_steps: 4
+  logging_steps: 2
+  max_eval_samples: 32
+  disable_tqdm: true
+finetune:
+  train_file: {task["train"]}
+  validation_file: {task["dev"]}
+  test_file: {task["test"]}
+  max_seq_length: 32
+  num_train_epochs: 1
+  disable_tqdm: true
+"""
+    path = folder / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_run_writes_report_then_reuses_steps(recipe):
+    logs: list[str] = []
+    report = run_recipe(RunConfig(recipe=str(recipe)), log=logs.append)
+    out = recipe.parent / "runs"
+    for key in ("eval_loss", "perplexity", "masked_accuracy", "tokens_seen", "train_tokens_per_second"):
+        assert report["pretrain"][key] is not None, key
+    for method in ("pretrained", "scratch", "tfidf"):
+        test = report["finetune"][method]["test"]
+        assert 0.0 <= test["accuracy"] <= 1.0 and 0.0 <= test["f1_macro"] <= 1.0
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["pretrain"]["tokens_seen"] == report["pretrain"]["tokens_seen"]
+    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert "masked_accuracy" in md and "TF-IDF" in md and "from scratch" in md
+    assert (out / "pretrain" / "final" / "model.safetensors").is_file()
+    assert (out / "finetune" / "scratch" / "metrics.json").is_file()
+
+    # unchanged: every step is reused
+    logs.clear()
+    run_recipe(RunConfig(recipe=str(recipe)), log=logs.append)
+    reused = [line for line in logs if "unchanged" in line]
+    assert len(reused) == 5, logs
+
+    # a pretraining change reruns pretraining and what depends on it, not the data steps
+    logs.clear()
+    recipe.write_text(
+        recipe.read_text().replace("learning_rate", "learning_rate").replace("max_steps: 8", "max_steps: 9")
+    )
+    run_recipe(RunConfig(recipe=str(recipe), force=False), log=logs.append)
+    ran = {line.split("]")[0][1:] for line in logs if "running" in line}
+    assert ran == {"pretrain", "finetune", "report"}, logs
