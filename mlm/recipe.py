@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -114,7 +115,7 @@ def plan_recipe(run: RunConfig) -> Plan:
     if "pretrain" in sections:
         default("finetune", "model", str(Path(sections["pretrain"]["output_dir"]) / "final"))
     default("finetune", "output_dir", str(out / "finetune" / "pretrained"))
-    if "finetune" in sections:
+    if "pretrain" in sections or "finetune" in sections:
         sections.setdefault("report", {})
     configs = {
         s: config_from_dict(classes[s], sections[s], f"{run.recipe}: section '{s}'", validate=False)
@@ -133,10 +134,22 @@ def _is_done(folder: Path, fingerprint: str) -> bool:
     return f.is_file() and read_json(f).get("fingerprint") == fingerprint
 
 
+def _launch() -> tuple[int, int]:
+    """(rank, world size) under torchrun / accelerate launch; (0, 1) in a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run a recipe's steps in order; returns the report (also written to OUTPUT_DIR/report.json)."""
+    """Run a recipe's steps in order; returns the report (also written to OUTPUT_DIR/report.json).
+
+    Under a distributed launch (torchrun, accelerate launch) only `pretrain` runs, in every process; the
+    steps before it must be done already (their outputs are reused) and the steps after it are left for a
+    plain `mlm run` afterwards. Only the main process logs and writes."""
     run.validate()
     plan = plan_recipe(run)
+    rank, world = _launch()
+    if rank != 0:
+        log = _quiet
     wanted = [s for s in STEPS if s in plan.configs and (not run.steps or s in run.steps)]
     fingerprints: list[str] = []
     timings: dict[str, float] = {}
@@ -156,7 +169,23 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
             log(f"[{step}] unchanged, reusing {folder}")
             results[step] = read_json(folder / FINGERPRINT_FILE).get("result")
             continue
+        if world > 1 and step != "pretrain":
+            if STEPS.index(step) < STEPS.index("pretrain"):
+                raise UserError(
+                    f"[{step}] has to run before pretraining, and under a distributed launch `mlm run` runs "
+                    f"only the pretrain step: run the data steps in one process first "
+                    f"(`mlm run {run.recipe} --steps prepare tokenizer pack`), then launch again"
+                )
+            log(
+                f"[{step}] skipped under a distributed launch: run `mlm run {run.recipe}` in one process next"
+            )
+            continue
         if step == "pretrain" and (folder / FINGERPRINT_FILE).is_file():
+            if world > 1:
+                raise UserError(
+                    f"[{step}] {folder} holds a finished run with another config; remove it or run the "
+                    "recipe in one process to replace it"
+                )
             # a finished run with another config: start afresh rather than resume its checkpoints
             log(f"[{step}] config or inputs changed: clearing {folder}")
             shutil.rmtree(folder)
@@ -165,10 +194,14 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
         t = time.perf_counter()
         results[step] = _RUNNERS[step](cfg, plan, results)
         timings[step] = round(time.perf_counter() - t, 1)
-        if step != "report":
+        if step != "report" and rank == 0:
             write_json(folder / FINGERPRINT_FILE, {"fingerprint": fp, "result": results[step]})
         log(f"[{step}] done in {timings[step]:.1f} s")
     return results.get("report") or results
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def _step_folder(step: str, cfg: Any, plan: Plan) -> Path:

@@ -99,9 +99,7 @@ def summary_tables(report: dict[str, Any]) -> str:
 
 
 def _is_score(name: str, value: Any) -> bool:
-    return isinstance(value, (int, float)) and not any(
-        s in name for s in ("runtime", "per_second", "samples", "epoch")
-    )
+    return isinstance(value, (int, float)) and name.startswith(("accuracy", "f1", "matthews"))
 
 
 def write_report(plan, results: dict[str, Any]) -> dict[str, Any]:
