@@ -1,8 +1,23 @@
-"""Shared helpers for the metric modules: input checks and the confusion matrix."""
+"""Shared helpers for the metric modules: their MetricInfo, input checks and the confusion matrix."""
 
 from __future__ import annotations
 
+import datasets
+import evaluate
 import numpy as np
+
+
+def label_metric_info(description: str, citation: str, inputs: str, url: str) -> evaluate.MetricInfo:
+    """MetricInfo of a metric over integer class ids (`predictions`, `references`)."""
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs,
+        features=datasets.Features(
+            {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
+        ),
+        reference_urls=[url],
+    )
 
 
 def as_label_arrays(predictions, references) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datasets
 import evaluate
 import numpy as np
 
@@ -39,14 +38,8 @@ class Accuracy(evaluate.Metric):
     """Accuracy, computed with numpy (no Hub download)."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://en.wikipedia.org/wiki/Accuracy_and_precision"],
+        return _arrays.label_metric_info(
+            _DESCRIPTION, _CITATION, _INPUTS, "https://en.wikipedia.org/wiki/Accuracy_and_precision"
         )
 
     def _compute(self, predictions, references, normalize: bool = True) -> dict:

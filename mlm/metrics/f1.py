@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datasets
 import evaluate
 import numpy as np
 
@@ -49,14 +48,8 @@ class F1(evaluate.Metric):
     """F1 score, computed with numpy (no Hub download); matches scikit-learn's f1_score."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://en.wikipedia.org/wiki/F-score"],
+        return _arrays.label_metric_info(
+            _DESCRIPTION, _CITATION, _INPUTS, "https://en.wikipedia.org/wiki/F-score"
         )
 
     def _compute(self, predictions, references, average: str | None = None, pos_label: int = 1) -> dict:

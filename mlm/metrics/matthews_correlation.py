@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import datasets
 import evaluate
 import numpy as np
 
@@ -54,14 +53,8 @@ class MatthewsCorrelation(evaluate.Metric):
     """Matthews correlation, computed with numpy (no Hub download); matches scikit-learn."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://en.wikipedia.org/wiki/Phi_coefficient"],
+        return _arrays.label_metric_info(
+            _DESCRIPTION, _CITATION, _INPUTS, "https://en.wikipedia.org/wiki/Phi_coefficient"
         )
 
     def _compute(self, predictions, references) -> dict:
