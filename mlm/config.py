@@ -132,7 +132,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, positional: tuple[
         if "_" in f.name:
             flags.append(f"--{f.name.replace('_', '-')}")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        if base is bool:
+        if "const" in f.metadata:  # `--resume` alone means `--resume latest`
+            kwargs.update(nargs="?", const=f.metadata["const"])
+        elif base is bool:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         elif base is list:
             kwargs.update(nargs="+", metavar="X")

@@ -171,3 +171,19 @@ def test_real_process_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error:") and "missing.jsonl" in lines[-1]
+
+
+def test_fill_mask_prints_top_predictions(capsys, pretrained_tiny_model):
+    code = main(["fill-mask", str(pretrained_tiny_model), "the [MASK] of the world.", "--top_k", "3"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(out) == 3
+    assert all(float(line.split()[0]) >= 0 for line in out)
+    code = main(["fill-mask", str(pretrained_tiny_model), "no mask here"])
+    assert code == 2 and "has no [MASK]" in capsys.readouterr().err
+
+
+def test_resume_flag_alone_means_latest():
+    from mlm.cli import build_parser
+
+    args = build_parser("pretrain").parse_args(["pretrain", "--data_dir", "p", "--output_dir", "o", "--resume"])
+    assert args.resume == "latest"
