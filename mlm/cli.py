@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...], str | None, str]] = {
                  "masked-language-model pretraining"),
     "finetune": ("mlm.finetune:FinetuneConfig", "mlm.finetune:finetune", (), "finetune",
                  "fine-tune a checkpoint for text classification"),
+    "evaluate": ("mlm.evaluate:EvaluateConfig", "mlm.evaluate:evaluate", ("model",), None,
+                 "fine-tune a checkpoint on a task suite vs from scratch and TF-IDF; plots"),
     "push": ("mlm.hub:PushConfig", "mlm.hub:push", ("folder", "repo_id"), None,
              "push a model folder to the Hugging Face Hub"),
     "fill-mask": ("mlm.cli:FillMaskConfig", "mlm.cli:fill_mask", ("model", "text"), None,

@@ -80,6 +80,11 @@ def _stack(rows: Sequence[Any], pad_value: int) -> torch.Tensor:
 class MaskingCollator:
     """Turn a list of examples into {input_ids, attention_mask, labels}, with a fresh mask on every call.
 
+    With `fixed_count_masking` the batch also has `masked_positions`, (batch, round(mlm_probability * L))
+    int64: per row the masked positions in increasing order, then L for unused slots. Its shape depends only
+    on the batch and sequence length, so the masked-only head gathers a static number of rows (torch.compile,
+    CUDA graphs) even when the number masked per row (which follows the batch's shortest row) varies.
+
     `vocab_size` is the number of real tokens (len(tokenizer)): random replacements are drawn from
     [0, vocab_size) minus the special tokens. Special tokens and padding are never chosen. Whole-word
     mode picks each word independently with probability `mlm_probability` (word-level Bernoulli), so the
@@ -153,9 +158,15 @@ class MaskingCollator:
             n_min = int(nonempty.min()) if len(nonempty) else 0
             k = max(1, round(cfg.mlm_probability * n_min)) if n_min else 0
             scores = torch.rand(shape, generator=g).masked_fill_(~eligible, -1.0)
+            picked = scores.topk(k, dim=1).indices.sort(dim=1).values
             masked = torch.zeros(shape, dtype=torch.bool)
-            masked.scatter_(1, scores.topk(k, dim=1).indices, True)
+            masked.scatter_(1, picked, True)
             masked &= eligible  # only rows without any eligible token get fewer (none)
+            # static-shape view for the model: (batch, round(p * L)) slots, the first k of each row the
+            # masked positions in order, the rest (and picks that were not eligible) set to L ("no slot")
+            slots = max(1, round(cfg.mlm_probability * shape[1]))
+            positions = torch.full((shape[0], slots), shape[1], dtype=torch.long)
+            positions[:, :k] = picked.masked_fill(~eligible.gather(1, picked), shape[1])
         else:
             masked = (torch.rand(shape, generator=g) < cfg.mlm_probability) & eligible
 
@@ -167,4 +178,7 @@ class MaskingCollator:
         )
         random_tokens = self.random_ids[torch.randint(len(self.random_ids), shape, generator=g)]
         input_ids = torch.where(to_mask, self.mask_token_id, torch.where(to_random, random_tokens, input_ids))
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if cfg.fixed_count_masking:
+            batch["masked_positions"] = positions
+        return batch

@@ -86,13 +86,71 @@ def build_config(
     )
 
 
+def _fused_loss_applies(rows: torch.Tensor) -> bool:
+    """The fused decoder + loss is for fp32 CPU training (where memory traffic, not FLOPs, is the waste)."""
+    return (
+        rows.device.type == "cpu"
+        and rows.dtype == torch.float32
+        and torch.is_grad_enabled()
+        and rows.requires_grad
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+    )
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """mean(cross_entropy(x @ weight.T + bias, targets)) over targets != -100: the value and gradients of
+    `F.cross_entropy(F.linear(x, weight, bias), targets)` with fewer passes over the (rows, vocab) tensor,
+    which is what the masked-only head's CPU time goes to besides its three matmuls:
+    - the bias rides in the matmul (a column of ones on x, the bias as a column of the weight) instead of
+      being copied into the output before it (addmm) and summed out of the gradient after;
+    - softmax once, kept for backward (no log-softmax output, zero-filled NLL gradient or softmax
+      recomputation); its memory becomes the logits' gradient in place (softmax - one-hot);
+    - the per-row loss weights go onto the small (rows, hidden) operands, and the weight gradient is computed
+      as (x^T g)^T, the faster layout for MKL. Backward runs once."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor):
+        x1 = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+        logits = x1 @ torch.cat([weight, bias[:, None]], dim=1).t()
+        probs = torch.softmax(logits, dim=1)
+        valid = targets != -100
+        safe = targets.masked_fill(~valid, 0)
+        count = valid.sum()
+        p = probs.gather(1, safe[:, None]).squeeze(1)
+        nll = -torch.log(p)
+        tiny = p < 1e-30  # underflow: the exact log-sum-exp form for these rows
+        if bool(tiny.any()):
+            rows = logits[tiny]
+            nll[tiny] = torch.logsumexp(rows, 1) - rows.gather(1, safe[tiny][:, None]).squeeze(1)
+        del logits
+        loss = (nll * valid).sum() / count
+        ctx.save_for_backward(x1, weight, probs, safe, valid, count)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x1, weight, g, safe, valid, count = ctx.saved_tensors
+        weights = valid.to(g.dtype)
+        g.scatter_add_(1, safe[:, None], -weights[:, None])  # softmax - one-hot, in place
+        weights = weights * (grad / count)  # d loss / d logits = weights[:, None] * g
+        grad_x = (g @ weight).mul_(weights[:, None]) if ctx.needs_input_grad[0] else None
+        grad_wb = (x1 * weights[:, None]).t() @ g  # (hidden + 1, vocab)
+        grad_w = grad_wb[:-1].t().contiguous() if ctx.needs_input_grad[1] else None
+        grad_b = grad_wb[-1] if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None
+
+
 class BertForMaskedOnlyLM(BertForMaskedLM):
     """BertForMaskedLM that, given labels, runs the prediction head on the masked positions only.
 
     Same modules and parameter names as BertForMaskedLM, and it saves as one: config.json says
     `BertForMaskedLM`, so `AutoModelForMaskedLM.from_pretrained` loads the folder without custom code.
     With labels, `logits` has shape (n_masked, vocab_size), rows in the order of `labels[labels != -100]`;
-    without labels it scores every position like BertForMaskedLM (fill-mask, inference).
+    without labels it scores every position like BertForMaskedLM (fill-mask, inference). In training mode
+    with `masked_positions` (from fixed-count masking) it scores those (batch, slots) positions instead:
+    static shapes, same loss; `logits` then has batch * slots rows.
     """
 
     def forward(
@@ -103,6 +161,7 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        masked_positions: torch.Tensor | None = None,
     ) -> MaskedLMOutput:
         hidden = self.bert(
             input_ids,
@@ -113,13 +172,36 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
         ).last_hidden_state
         if labels is None:
             return MaskedLMOutput(logits=self.cls.predictions(hidden))
+        if masked_positions is not None and self.training:
+            return self._static_masked_loss(hidden, labels, masked_positions)
         labels = labels.reshape(-1)
         keep = labels != -100
-        logits = self.cls.predictions(
-            hidden.reshape(-1, hidden.size(-1))[keep]
-        )  # transform + decoder (+ bias)
-        loss = F.cross_entropy(logits.float(), labels[keep])
+        return self._head_loss(hidden.reshape(-1, hidden.size(-1))[keep], labels[keep])
+
+    def _head_loss(self, rows: torch.Tensor, targets: torch.Tensor) -> MaskedLMOutput:
+        """Transform + decoder (+ bias) on the gathered rows, mean cross-entropy over targets != -100."""
+        if _fused_loss_applies(rows):
+            decoder = self.cls.predictions.decoder
+            loss = _LinearCrossEntropy.apply(
+                self.cls.predictions.transform(rows), decoder.weight, decoder.bias, targets
+            )
+            return MaskedLMOutput(loss=loss)  # training: the logits were turned into the gradient
+        logits = self.cls.predictions(rows)
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=-100)
         return MaskedLMOutput(loss=loss, logits=logits)
+
+    def _static_masked_loss(
+        self, hidden: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor
+    ) -> MaskedLMOutput:
+        """Training with `masked_positions` (fixed-count masking): gather a static number of rows, no
+        data-dependent shapes. Slots holding L (the sequence length) are unused: their rows are scored but
+        carry label -100, so the loss is the same mean over the masked positions as the boolean path."""
+        seq = hidden.size(1)
+        used = positions < seq
+        positions = positions.clamp(max=seq - 1)
+        rows = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.size(-1)))
+        targets = labels.gather(1, positions).masked_fill(~used, -100)
+        return self._head_loss(rows.reshape(-1, hidden.size(-1)), targets.reshape(-1))
 
     def save_pretrained(
         self,
@@ -139,6 +221,50 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
                 self.push_to_hub(
                     hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **hub
                 )
+
+
+# glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_GLIBC_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # where glibc's dynamic threshold tops out (64-bit)
+
+
+def _glibc():
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def reuse_freed_memory(enable: bool = True) -> bool:
+    """CPU training: let glibc's malloc keep and reuse freed memory instead of returning it to the system.
+
+    Every training step allocates and frees the same large tensors (the head's n_masked x vocab logits, their
+    softmax and gradients: 75 MB each for 600 masked tokens and a 30k vocabulary). glibc serves each block
+    over 32 MB with a fresh mmap and unmaps it on free, so every step page-faults, and the kernel zeroes,
+    hundreds of MB. With mmap and trimming off, the blocks are reused. Process-wide; the memory stays with
+    the process (its peak is kept). `enable=False` returns to glibc's usual steady state (32 MB mmap
+    threshold) and gives the freed memory back. Returns False, changing nothing, where glibc is not the C
+    library (macOS, Windows, musl)."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    if enable:
+        ok = libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    else:
+        ok = (
+            libc.mallopt(_M_MMAP_MAX, 65536)
+            and libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_MMAP_THRESHOLD_MAX)
+            and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _GLIBC_MMAP_THRESHOLD_MAX)
+        )
+        libc.malloc_trim(0)
+    return bool(ok)
 
 
 def build_model(config: BertConfig, masked_only_head: bool = True) -> PreTrainedModel:

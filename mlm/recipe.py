@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,8 +123,26 @@ def plan_recipe(run: RunConfig) -> Plan:
     return Plan(name=name, output_dir=out, configs=configs, path=Path(run.recipe))
 
 
+def _non_defaults(cfg: Any) -> dict[str, Any]:
+    """The config values that differ from the defaults: a new option with a default changes no fingerprint."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        value = getattr(cfg, f.name)
+        if value != default:
+            out[f.name] = value
+    return out
+
+
 def _fingerprint(step: str, cfg: Any, upstream: list[str]) -> str:
-    blob = json.dumps({"step": step, "config": dataclasses.asdict(cfg), "upstream": upstream}, sort_keys=True)
+    blob = json.dumps(
+        {"step": step, "config": _non_defaults(cfg), "upstream": upstream}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -186,9 +203,11 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
                     f"[{step}] {folder} holds a finished run with another config; remove it or run the "
                     "recipe in one process to replace it"
                 )
-            # a finished run with another config: start afresh rather than resume its checkpoints
-            log(f"[{step}] config or inputs changed: clearing {folder}")
-            shutil.rmtree(folder)
+            # a finished run with another config: start afresh rather than resume its checkpoints, and keep
+            # the old run (a trained model is never deleted by a config change)
+            old = folder.with_name(f"{folder.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+            log(f"[{step}] config or inputs changed: moving the finished run to {old}")
+            folder.rename(old)
         log(f"[{step}] running -> {folder}")
         cfg.validate()
         t = time.perf_counter()

@@ -101,3 +101,5 @@ def test_run_writes_report_then_reuses_steps(recipe):
     run_recipe(RunConfig(recipe=str(recipe), force=False), log=logs.append)
     ran = {line.split("]")[0][1:] for line in logs if "running" in line}
     assert ran == {"pretrain", "finetune", "report"}, logs
+    previous = list(out.glob("pretrain.previous-*"))
+    assert len(previous) == 1 and (previous[0] / "final" / "model.safetensors").is_file()  # never deleted

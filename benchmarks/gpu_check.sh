@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Throughput benchmark on a CUDA GPU, in one go (under 8 minutes on an H100):
+#   bash benchmarks/gpu_check.sh
+# Installs the working tree into a venv that sees the machine's preinstalled torch (no torch download):
+# `pip install -e .` from PyPI, or offline from wheels carried in .whl/ (pip download -d .whl ... beforehand).
+# Runs benchmarks/throughput.py on the GPU (bf16 autocast on both sides; presets tiny, mini, small) and
+# writes everything it prints to $OUT/gpu_throughput.txt when $OUT is set, else benchmarks/results/.
+# Extra arguments go to throughput.py (e.g. --presets mini --steps 40).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+RESULTS="${OUT:-$ROOT/benchmarks/results}"
+mkdir -p "$RESULTS"
+LOG="$RESULTS/gpu_throughput.txt"
+: > "$LOG"
+say() { echo "$@" | tee -a "$LOG"; }
+
+PY_SYS=${PYTHON:-python3}
+say "== $(date -u +%FT%TZ) gpu_check on $(hostname)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
+"$PY_SYS" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
+
+# 1. a venv on top of the system site-packages (keeps the preinstalled CUDA torch)
+VENV="${GPU_CHECK_VENV:-/tmp/mlm-gpu-venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY_SYS" -m venv --system-site-packages "$VENV" >>"$LOG" 2>&1 || VENV=""
+fi
+PY="${VENV:+$VENV/bin/python}"
+PY="${PY:-$PY_SYS}"
+PIP_OPTS=(--disable-pip-version-check -q)
+[ -z "$VENV" ] && PIP_OPTS+=(--user)
+if [ -d "$ROOT/.whl" ]; then
+  # offline: every dependency from the carried wheels, torch left alone
+  "$PY" -m pip install "${PIP_OPTS[@]}" --no-index --find-links "$ROOT/.whl" -e "$ROOT" >>"$LOG" 2>&1 \
+    || say "warning: offline install from .whl/ failed (see above)"
+else
+  "$PY" -m pip install "${PIP_OPTS[@]}" -e "$ROOT" >>"$LOG" 2>&1 \
+    || say "warning: pip install -e . failed (no internet?); trying the tree as it is"
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" -c "import torch, transformers, datasets, tokenizers, accelerate, mlm, data_prep" >>"$LOG" 2>&1; then
+  say "error: the package or its dependencies do not import; carry wheels in .whl/ (see the top of this file)"
+  exit 1
+fi
+"$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" 2>&1 | tee -a "$LOG"
+
+# 2. the benchmark: bf16 both sides, alternating rounds; data and tokenizer are cached in /tmp/mlm-bench
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=true
+timeout "${GPU_CHECK_TIMEOUT:-450}" "$PY" benchmarks/throughput.py --device cuda --presets tiny,mini,small \
+  --rounds 3 "$@" 2>&1 | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
+say "== exit $rc; output in $LOG"
+exit "$rc"

@@ -1,0 +1,307 @@
+"""`mlm evaluate` on a tiny generated suite, and the pretraining time budget / kept checkpoints it relies on."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from data_prep.errors import UserError
+from mlm.cli import main as cli_main
+from mlm.evaluate import EvaluateConfig, evaluate, load_suite, parse_fractions, summarize
+from mlm.pretrain import PretrainConfig, pretrain
+
+TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+WORDS = "the a film movie story plot actor scene was is it this very long short day night music".split()
+
+
+def _pretrain_cfg(packed_dir: Path, out: Path, **kw) -> PretrainConfig:
+    base = dict(
+        data_dir=str(packed_dir),
+        output_dir=str(out),
+        preset="tiny",
+        model_overrides=TINY,
+        max_steps=6,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        eval_steps=0,
+        save_steps=3,
+        save_total_limit=1,
+        keep_checkpoints=True,
+        logging_steps=1,
+        max_eval_samples=16,
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def pretrain_run(packed_dir, tmp_path_factory) -> Path:
+    """A 6-step pretraining run that keeps checkpoint-3 and checkpoint-6 (save_total_limit 1 is ignored)."""
+    out = tmp_path_factory.mktemp("pre") / "run"
+    pretrain(_pretrain_cfg(packed_dir, out))
+    return out
+
+
+def _sentence(rng: random.Random, marker: str) -> str:
+    words = rng.choices(WORDS, k=rng.randint(3, 7))
+    words.insert(rng.randint(0, len(words)), marker)
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def suite_file(tmp_path_factory) -> Path:
+    """Two tasks: sentiment (CSV train, JSONL dev, header-less TSV test) and a TREC-like 'COARSE:fine text'."""
+    d = tmp_path_factory.mktemp("suite")
+    rng = random.Random(0)
+    (d / "data").mkdir()
+
+    def senti(n):
+        rows = []
+        for _ in range(n):
+            label = rng.choice(["pos", "neg"])
+            rows.append((_sentence(rng, "good" if label == "pos" else "bad"), label))
+        return rows
+
+    train = senti(80)
+    (d / "data" / "train.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in train))
+    (d / "data" / "dev.jsonl").write_text(
+        "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in senti(20))
+    )
+    (d / "data" / "test.tsv").write_text("".join(f"{t}\t{y}\n" for t, y in senti(20)))
+    coarse = {"NUM": ["count", "dist"], "LOC": ["city", "other"], "HUM": ["ind", "gr"]}
+
+    def trec(n):
+        lines = []
+        for _ in range(n):
+            c = rng.choice(sorted(coarse))
+            lines.append(f"{c}:{rng.choice(coarse[c])} {_sentence(rng, c.lower())}")
+        return "\n".join(lines) + "\n"
+
+    (d / "data" / "trec_train.label").write_text(trec(60), encoding="latin-1")
+    (d / "data" / "trec_test.label").write_text(trec(20), encoding="latin-1")
+    suite = {
+        "name": "tiny",
+        "seeds": 2,
+        "label_fractions": [0.25, 1.0],
+        "finetune": {"learning_rate": 2e-3, "num_train_epochs": 2, "per_device_train_batch_size": 16},
+        "tasks": {
+            "senti": {
+                "max_seq_length": 32,
+                "train": "data/train.csv",
+                "dev": "data/dev.jsonl",
+                "test": {"path": "data/test.tsv", "column_names": ["text", "label"]},
+            },
+            "trec": {
+                "max_seq_length": 32,
+                "metrics": ["accuracy", "f1_macro"],
+                "delimiter": " ",
+                "column_names": ["label", "text"],
+                "encoding": "latin-1",
+                "label_transform": "before_colon",
+                "train": "data/trec_train.label",
+                "test": "data/trec_test.label",
+            },
+        },
+    }
+    path = d / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluated(pretrain_run, suite_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "out"
+    cfg = EvaluateConfig(
+        model=str(pretrain_run),
+        suite=str(suite_file),
+        output_dir=str(out),
+        seeds_at_full=1,
+        curve_tasks=["senti"],
+    )
+    return out, evaluate(cfg, log=lambda *a: None)
+
+
+def test_results_structure_and_files(evaluated):
+    out, results = evaluated
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(results["rows"]))
+    assert saved["label_fractions"] == [0.25, 1.0]
+    assert saved["seeds"] == [0, 1] and saved["seeds_at_full"] == [0]
+    for name in (
+        "results.png",
+        "label_efficiency.png",
+        "pretraining_curve.png",
+        "results.md",
+        "mlm_step.json",
+    ):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    main = [r for r in results["rows"] if not r["intermediate"]]
+    keys = {(r["task"], r["split"], r["method"], r["label_fraction"]) for r in main}
+    for method in ("pretrained", "scratch", "tfidf"):
+        for f in (0.25, 1.0):
+            assert ("senti", "dev", method, f) in keys
+            assert ("senti", "test", method, f) in keys
+            assert ("trec", "test", method, f) in keys
+    assert not any(r["task"] == "trec" and r["split"] == "dev" for r in main)
+    md = (out / "results.md").read_text()
+    assert "| senti | dev | accuracy |" in md and "f1_macro" in md
+
+
+def test_median_spread_and_subset_sizes(evaluated):
+    _, results = evaluated
+    rows = [r for r in results["rows"] if not r["intermediate"]]
+    r = next(
+        r
+        for r in rows
+        if (r["task"], r["split"], r["method"], r["label_fraction"]) == ("senti", "dev", "pretrained", 0.25)
+    )
+    s = r["metrics"]["accuracy"]
+    assert len(s["values"]) == 2 and r["seeds"] == [0, 1]
+    assert s["min"] <= s["median"] <= s["max"] and s["median"] == pytest.approx(sum(s["values"]) / 2)
+    assert r["train_samples"] == 20  # 25 % of 80, stratified
+    full = next(r for r in rows if (r["task"], r["method"], r["label_fraction"]) == ("senti", "scratch", 1.0))
+    assert full["train_samples"] == 80 and full["seeds"] == [0]
+    trec = next(r for r in rows if (r["task"], r["method"], r["label_fraction"]) == ("trec", "tfidf", 0.25))
+    assert trec["train_samples"] == 15 and set(trec["metrics"]) == {"accuracy", "f1_macro"}
+    labels = json.loads((Path(evaluated[0]) / "data" / "trec" / "evaluate_data.json").read_text())["labels"]
+    assert labels == ["HUM", "LOC", "NUM"]  # coarse label: the part before ':'
+    assert summarize([0.5, 0.7, 0.6]) == {
+        "median": 0.6,
+        "min": 0.5,
+        "max": 0.7,
+        "std": pytest.approx(0.0816, abs=1e-3),
+        "values": [0.5, 0.7, 0.6],
+    }
+
+
+def test_checkpoint_curve(evaluated, pretrain_run):
+    _, results = evaluated
+    assert [c["name"] for c in results["checkpoints"]] == ["checkpoint-3", "final"]  # checkpoint-6 == final
+    assert results["checkpoints"][0]["tokens_seen"] == 3 * 8 * 32
+    curve = [r for r in results["rows"] if r["intermediate"]]
+    assert {(r["task"], r["checkpoint"], r["label_fraction"]) for r in curve} == {
+        ("senti", "checkpoint-3", 0.25)
+    }
+    assert all(r["method"] == "pretrained" and len(r["seeds"]) == 2 for r in curve)
+
+
+def test_rerun_reuses_finished_runs(evaluated, pretrain_run, suite_file):
+    out, first = evaluated
+    cfg = EvaluateConfig(
+        model=str(pretrain_run / "final"),
+        suite=str(suite_file),
+        output_dir=str(out),
+        seeds_at_full=1,
+        tasks=["senti"],
+        label_fractions=["1.0"],
+        no_tfidf=True,
+    )
+    again = evaluate(cfg, log=lambda *a: None)
+    assert again["runtime_s"] < 5
+
+    def same(rows):
+        return [r["metrics"] for r in rows if r["label_fraction"] == 1.0 and r["method"] != "tfidf"]
+
+    assert same(again["rows"]) == same(
+        [r for r in first["rows"] if r["task"] == "senti" and not r["intermediate"]]
+    )
+
+
+def test_bad_suites(tmp_path, suite_file, pretrain_run):
+    good = yaml.safe_load(suite_file.read_text())
+
+    def check(data, match):
+        p = suite_file.parent / "bad.yaml"
+        p.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+        with pytest.raises(UserError, match=match):
+            load_suite(p)
+
+    check({**good, "taks": {}}, "unknown key")
+    check({**good, "tasks": {}}, "tasks")
+    check({**good, "finetune": {"num_train_epochs": 10}}, "num_train_epochs")
+    check({**good, "tasks": {"x": {"train": "nope.csv", "dev": "nope.csv"}}}, "not found")
+    check({**good, "tasks": {"x": {"train": str(suite_file)}}}, "dev")
+    check({**good, "tasks": {"x": {**good["tasks"]["trec"], "label_transform": "upper"}}}, "label_transform")
+    check({**good, "tasks": {"x": {**good["tasks"]["trec"], "metrics": ["auc"]}}}, "auc")
+    check("tasks: [unclosed", "YAML|tasks")
+    with pytest.raises(UserError, match="not found"):
+        load_suite(tmp_path / "missing.yaml")
+    with pytest.raises(UserError, match="got 2"):
+        parse_fractions(["0.01,2"], "label_fractions")
+    with pytest.raises(UserError, match="unknown task"):
+        evaluate(
+            EvaluateConfig(
+                model=str(pretrain_run), suite=str(suite_file), tasks=["nope"], output_dir=str(tmp_path / "o")
+            )
+        )
+    assert cli_main(["evaluate", str(tmp_path / "nothing"), "--suite", str(suite_file)]) == 2
+
+
+def test_time_budget_fits_schedule(packed_dir, tmp_path, monkeypatch):
+    """max_time_minutes: steps fitted to the (fake) measured step time, the run ends at the deadline."""
+    from mlm.pretrain import TimeBudget
+
+    # measure after 4 steps and refit every 2 (the defaults, 20 and 25, suit real runs, not a 4-second one)
+    monkeypatch.setattr(TimeBudget, "CALIBRATE", 4)
+    monkeypatch.setattr(TimeBudget, "REFIT", 2)
+    monkeypatch.setattr(TimeBudget, "SKIP", 1)
+    import itertools
+
+    import mlm.pretrain as pretrain_module
+
+    # a clock that advances 0.25 s per reading: the step count depends on the code, not on machine load
+    ticks = itertools.count()
+    monkeypatch.setattr(pretrain_module.time, "perf_counter", lambda: next(ticks) * 0.25)
+    out = tmp_path / "timed"
+    budget_s = 4.0
+    metrics = pretrain(
+        _pretrain_cfg(
+            packed_dir, out, max_time_minutes=budget_s / 60, max_steps=3, save_steps=0, logging_steps=1,
+            keep_checkpoints=False, learning_rate=1e-3,
+        )
+    )  # fmt: skip
+    assert 6 < metrics["steps"] <= 16  # max_steps (3) is overridden by the budget of 16 clock readings
+    history = json.loads((out / "log_history.json").read_text())
+    assert 0 < max(h["learning_rate"] for h in history if "learning_rate" in h) <= 1e-3
+    with pytest.raises(UserError, match="max_time_minutes"):
+        PretrainConfig(data_dir="x", output_dir="y", max_time_minutes=0).validate()
+
+
+def test_time_budget_schedule_with_a_fake_clock(monkeypatch):
+    """1 s per step and a 1000 s budget: ~1000 steps, warmup then linear decay to ~0, stop at the deadline."""
+    import torch
+    from transformers import TrainerControl, TrainerState, TrainingArguments, get_scheduler
+
+    import mlm.pretrain as pretrain_module
+    from mlm.pretrain import TimeBudget
+
+    clock = [0.0]
+    monkeypatch.setattr(pretrain_module.time, "perf_counter", lambda: clock[0])
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = get_scheduler("linear", opt, num_warmup_steps=10**5, num_training_steps=10**7)
+    args = TrainingArguments(output_dir="unused", save_strategy="no", report_to="none", use_cpu=True)
+    state, control = TrainerState(max_steps=TimeBudget.MAX_STEPS), TrainerControl()
+    cb = TimeBudget(1000.0, "linear", 0.1)
+    cb.on_train_begin(args, state, control, lr_scheduler=sched)
+    lrs = []
+    while not control.should_training_stop and state.global_step < state.max_steps:
+        clock[0] += 1.0
+        opt.step()
+        sched.step()
+        state.global_step += 1
+        lrs.append(opt.param_groups[0]["lr"])
+        cb.on_step_end(args, state, control)
+    assert 998 <= state.global_step <= 1000 and state.max_steps == state.global_step
+    peak = lrs.index(max(lrs))
+    assert 95 <= peak <= 105 and max(lrs) == pytest.approx(1.0, abs=0.05)  # warmup: 10% of the fitted steps
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))  # then decays monotonically
+    assert lrs[-1] < 0.01
+    # the first fit (step 20) replaces a guessed 2000-step schedule: a small step up within the warmup
+    assert all(b - a < 0.15 for a, b in zip(lrs, lrs[1:]))
