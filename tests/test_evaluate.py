@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,30 +15,16 @@ from mlm.cli import main as cli_main
 from mlm.evaluate import EvaluateConfig, evaluate, load_suite, parse_fractions, summarize
 from mlm.pretrain import PretrainConfig, pretrain
 
-TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_run import tiny_pretrain_config  # noqa: E402
+
 WORDS = "the a film movie story plot actor scene was is it this very long short day night music".split()
 
 
 def _pretrain_cfg(packed_dir: Path, out: Path, **kw) -> PretrainConfig:
-    base = dict(
-        data_dir=str(packed_dir),
-        output_dir=str(out),
-        preset="tiny",
-        model_overrides=TINY,
-        max_steps=6,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=16,
-        eval_steps=0,
-        save_steps=3,
-        save_total_limit=1,
-        keep_checkpoints=True,
-        logging_steps=1,
-        max_eval_samples=16,
-        disable_tqdm=True,
-        use_cpu=True,
-    )
-    base.update(kw)
-    return PretrainConfig(**base)
+    """Keeps every checkpoint (for the pretraining curve), no evaluation during training."""
+    base = dict(eval_steps=0, save_total_limit=1, keep_checkpoints=True, max_eval_samples=16)
+    return tiny_pretrain_config(packed_dir, out, **{**base, **kw})
 
 
 @pytest.fixture(scope="module")

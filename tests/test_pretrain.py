@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, pipeline
 
 from data_prep.errors import UserError
-from mlm.pretrain import PretrainConfig, pretrain
+from mlm.pretrain import pretrain
 
-TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
-
-
-def _cfg(packed_dir: Path, out: Path, **kw) -> PretrainConfig:
-    base = dict(
-        data_dir=str(packed_dir),
-        output_dir=str(out),
-        preset="tiny",
-        model_overrides=TINY,
-        max_steps=6,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=16,
-        eval_steps=3,
-        save_steps=3,
-        logging_steps=1,
-        max_eval_samples=32,
-        disable_tqdm=True,
-        use_cpu=True,
-    )
-    base.update(kw)
-    return PretrainConfig(**base)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_run import TINY  # noqa: E402
+from tiny_run import tiny_pretrain_config as _cfg
 
 
 @pytest.fixture(scope="module")
