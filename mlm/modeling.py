@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
+from transformers.models.bert.modeling_bert import BertSelfAttention
 
 from data_prep.errors import UserError
 
@@ -106,8 +107,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
       being copied into the output before it (addmm) and summed out of the gradient after;
     - softmax once, kept for backward (no log-softmax output, zero-filled NLL gradient or softmax
       recomputation); its memory becomes the logits' gradient in place (softmax - one-hot);
-    - the per-row loss weights go onto the small (rows, hidden) operands, and the weight gradient is computed
-      as (x^T g)^T, the faster layout for MKL. Backward runs once."""
+    - the per-row loss weights go onto the small (rows, hidden) operands, and the weight gradient takes the
+      matmul layout that is faster for MKL with the current thread count. Backward runs once."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor):
@@ -136,10 +137,87 @@ class _LinearCrossEntropy(torch.autograd.Function):
         g.scatter_add_(1, safe[:, None], -weights[:, None])  # softmax - one-hot, in place
         weights = weights * (grad / count)  # d loss / d logits = weights[:, None] * g
         grad_x = (g @ weight).mul_(weights[:, None]) if ctx.needs_input_grad[0] else None
-        grad_wb = (x1 * weights[:, None]).t() @ g  # (hidden + 1, vocab)
-        grad_w = grad_wb[:-1].t().contiguous() if ctx.needs_input_grad[1] else None
-        grad_b = grad_wb[-1] if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None
+        if torch.get_num_threads() == 1:  # MKL on one thread: (x^T g)^T and a transposing copy is faster
+            grad_wb = (x1 * weights[:, None]).t() @ g  # (hidden + 1, vocab)
+            grad_w, grad_b = grad_wb[:-1].t().contiguous(), grad_wb[-1]
+        else:  # several threads: g^T x directly
+            grad_w, grad_b = g.t() @ (x1[:, :-1] * weights[:, None]), weights @ g
+        return (
+            grad_x,
+            grad_w if ctx.needs_input_grad[1] else None,
+            grad_b if ctx.needs_input_grad[2] else None,
+            None,
+        )
+
+
+def _cpu_fp32_training(module: torch.nn.Module, x: torch.Tensor) -> bool:
+    return (
+        module.training
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _cpu_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout, each element kept with probability 1 - p (to within 2**-31) and scaled by 1 / (1 - p),
+    like F.dropout; the mask comes from 31-bit random integers, which torch's CPU generator draws several
+    times faster than `bernoulli_`'s floats (dropout masks were 15% of a CPU training step)."""
+    keep = torch.empty(x.shape, dtype=torch.int32).random_() < round((1.0 - p) * 2**31)
+    return x * torch.where(keep, 1.0 / (1.0 - p), 0.0)
+
+
+class _CpuDropout(torch.nn.Dropout):
+    """nn.Dropout that draws its mask with `_cpu_dropout` in fp32 CPU training; nn.Dropout everywhere else."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p > 0 and _cpu_fp32_training(self, x):
+            return _cpu_dropout(x, self.p)
+        return super().forward(x)
+
+
+class _CpuTrainingSelfAttention(BertSelfAttention):
+    """BertSelfAttention with a CPU training path: one matmul for query, key and value (their weights
+    concatenated, the 1/sqrt(d) scale folded into the query's), softmax, `_cpu_dropout` on the attention
+    probabilities, matmul. The same function as the SDPA/eager kernels (which on CPU run this math path when
+    dropout is on, drawing the mask with `bernoulli_`). Everything else (GPU, inference, fp16/bf16, decoders,
+    caches, torch.compile) goes to BertSelfAttention."""
+
+    def forward(self, hidden_states, attention_mask=None, cache=None, **kwargs):
+        if (
+            cache is not None
+            or self.is_causal
+            or self.is_decoder
+            or kwargs.get("output_attentions")
+            or not _cpu_fp32_training(self, hidden_states)
+        ):
+            return super().forward(hidden_states, attention_mask=attention_mask, cache=cache, **kwargs)
+        batch, length, _ = hidden_states.shape
+        heads, size = self.num_attention_heads, self.attention_head_size
+        weight = torch.cat([self.query.weight * self.scaling, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias * self.scaling, self.key.bias, self.value.bias])
+        qkv = F.linear(hidden_states, weight, bias).view(batch, length, 3, heads, size)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, length, size)
+        scores = torch.matmul(query, key.transpose(-1, -2))
+        if attention_mask is not None:
+            if attention_mask.dtype == torch.bool:  # True = attend (the SDPA mask)
+                scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+            else:  # additive (the eager mask)
+                scores = scores + attention_mask
+        probs = torch.softmax(scores, dim=-1)
+        if self.dropout.p > 0:
+            probs = _cpu_dropout(probs, self.dropout.p)
+        out = torch.matmul(probs, value).transpose(1, 2).reshape(batch, length, heads * size)
+        return out, None
+
+
+def _use_cpu_training_kernels(model: torch.nn.Module) -> None:
+    """Swap in the CPU training paths above (same parameters, same state dict, same outputs off CPU)."""
+    for module in model.modules():
+        if type(module) is torch.nn.Dropout:
+            module.__class__ = _CpuDropout
+        elif type(module) is BertSelfAttention:
+            module.__class__ = _CpuTrainingSelfAttention
 
 
 class BertForMaskedOnlyLM(BertForMaskedLM):
@@ -152,6 +230,10 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
     with `masked_positions` (from fixed-count masking) it scores those (batch, slots) positions instead:
     static shapes, same loss; `logits` then has batch * slots rows.
     """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        _use_cpu_training_kernels(self)
 
     def forward(
         self,

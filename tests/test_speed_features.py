@@ -172,10 +172,12 @@ def test_fixed_count_compiles_to_one_graph(blocks_and_tokenizer):
         torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("threads", [1, 2])  # the weight gradient's matmul layout depends on it
 @pytest.mark.parametrize("scale", [1.0, 300.0])  # 300: some target probabilities underflow to 0
-def test_fused_cpu_loss_matches_cross_entropy(scale):
+def test_fused_cpu_loss_matches_cross_entropy(scale, threads, monkeypatch):
     from mlm.modeling import _LinearCrossEntropy
 
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(40, 16, generator=g) * scale
     w0, b0 = torch.randn(300, 16, generator=g), torch.randn(300, generator=g)
@@ -203,3 +205,44 @@ def test_reuse_freed_memory_switches_back():
         torch.randn(1000, 10_000).exp()  # a 40 MB tensor from the heap
     finally:
         assert reuse_freed_memory(False) == on
+
+
+def test_cpu_dropout_distribution_and_gradient():
+    from mlm.modeling import _cpu_dropout
+
+    x = torch.ones(1_000_000, requires_grad=True)
+    y = _cpu_dropout(x, 0.1)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.002
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # d/dx (x * mask) = mask
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_cpu_training_attention_matches_stock(padded):
+    """The CPU training kernels (attention, dropout) compute what BertForMaskedLM's do, dropout off."""
+    from transformers import BertForMaskedLM
+
+    from mlm.modeling import _CpuDropout, _CpuTrainingSelfAttention
+
+    overrides = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    stock = BertForMaskedLM(build_config("tiny", 128, 16, overrides=overrides))
+    ours = build_model(stock.config)
+    ours.load_state_dict(stock.state_dict())
+    assert any(type(m) is _CpuTrainingSelfAttention for m in ours.modules())
+    assert any(type(m) is _CpuDropout for m in ours.modules())
+    ids = torch.randint(5, 128, (3, 16), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[1, -6:] = 0
+    hidden = [m.train().bert(input_ids=ids, attention_mask=mask).last_hidden_state for m in (stock, ours)]
+    torch.testing.assert_close(hidden[1], hidden[0], atol=1e-5, rtol=1e-5)
+    probe = torch.randn(hidden[0].shape, generator=torch.Generator().manual_seed(2))
+    (hidden[0] * probe).sum().backward()
+    (hidden[1] * probe).sum().backward()
+    grads = dict(stock.named_parameters())
+    for name, p in ours.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, grads[name].grad, atol=1e-5, rtol=1e-4, msg=name)
