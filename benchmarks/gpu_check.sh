@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Throughput benchmark on a CUDA GPU, in one go (under 8 minutes on an H100):
 #   bash benchmarks/gpu_check.sh
-# Installs the working tree into a venv that sees the machine's preinstalled torch (no torch download):
-# `pip install -e .` from PyPI, or offline from wheels carried in .whl/ (pip download -d .whl ... beforehand).
+# Installs the working tree into a venv that sees the machine's preinstalled torch (no torch download): the
+# benchmark's dependencies from PyPI, or offline from wheels carried in .whl/, then `pip install -e .`.
 # Runs benchmarks/throughput.py on the GPU (bf16 autocast on both sides; presets tiny, mini, small) and
 # writes everything it prints to $OUT/gpu_throughput.txt when $OUT is set, else benchmarks/results/.
 # Extra arguments go to throughput.py (e.g. --presets mini --steps 40).
@@ -29,17 +29,26 @@ PY="${VENV:+$VENV/bin/python}"
 PY="${PY:-$PY_SYS}"
 PIP_OPTS=(--disable-pip-version-check -q)
 [ -z "$VENV" ] && PIP_OPTS+=(--user)
-if [ -d "$ROOT/.whl" ]; then
-  # offline: every dependency from the carried wheels, torch left alone
-  "$PY" -m pip install "${PIP_OPTS[@]}" --no-index --find-links "$ROOT/.whl" -e "$ROOT" >>"$LOG" 2>&1 \
-    || say "warning: offline install from .whl/ failed (see above)"
-else
-  "$PY" -m pip install "${PIP_OPTS[@]}" -e "$ROOT" >>"$LOG" 2>&1 \
-    || say "warning: pip install -e . failed (no internet?); trying the tree as it is"
+# what the benchmark imports (not the project's scikit-learn/matplotlib/evaluate); torch is the machine's
+DEPS=("transformers>=5.0" "datasets>=3.0" "tokenizers>=0.21" "accelerate>=1.0" "safetensors>=0.4" "huggingface_hub>=1.0" "pyyaml>=6")
+PROBE="import transformers, datasets, tokenizers, accelerate, safetensors, huggingface_hub, yaml
+assert int(transformers.__version__.split('.')[0]) >= 5, transformers.__version__"
+if ! "$PY" -c "$PROBE" >/dev/null 2>&1; then
+  if [ -d "$ROOT/.whl" ]; then  # offline: wheels carried in .whl/, e.g. made beforehand on a machine with internet by
+    # pip download -d .whl --only-binary=:all: --python-version 3.X --platform manylinux2014_x86_64 <the DEPS above>
+    "$PY" -m pip install "${PIP_OPTS[@]}" --no-index --find-links "$ROOT/.whl" "${DEPS[@]}" >>"$LOG" 2>&1 \
+      || say "warning: offline install from .whl/ failed (see above)"
+  else
+    "$PY" -m pip install "${PIP_OPTS[@]}" "${DEPS[@]}" >>"$LOG" 2>&1 \
+      || say "warning: pip install of the dependencies failed (no internet and no .whl/?)"
+  fi
 fi
+# the working tree itself: editable, no dependency resolution, no build isolation (works offline)
+"$PY" -m pip install "${PIP_OPTS[@]}" --no-deps --no-build-isolation -e "$ROOT" >>"$LOG" 2>&1 \
+  || say "note: pip install -e . failed; using the tree through PYTHONPATH"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 if ! "$PY" -c "import torch, transformers, datasets, tokenizers, accelerate, mlm, data_prep" >>"$LOG" 2>&1; then
-  say "error: the package or its dependencies do not import; carry wheels in .whl/ (see the top of this file)"
+  say "error: the package or its dependencies do not import; carry wheels in .whl/ (see above)"
   exit 1
 fi
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" 2>&1 | tee -a "$LOG"
