@@ -8,20 +8,23 @@ last block of a split (of each shard, with `num_proc`) is otherwise padded.
 
 Columns: `input_ids` (int32) and `word_start` (int8: 1 on the first token of each word, on every special
 token, and on the first content token of a block; 0 on continuation pieces and padding).
-Tokenization calls the Rust backend's `encode_batch` directly; packing is numpy on whole batches.
+Tokenization calls the Rust backend's batch encoder directly, in a thread that encodes the next batch while
+this one is packed (numpy on whole batches); the prepared text is read as an Arrow stream, and the blocks are
+written once, straight into the folder layout `datasets.load_from_disk` reads.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from data_prep.arrow_files import iter_text_batches, shard_name, write_dataset_dict, write_split_metadata
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
 from data_prep.steps import file_fingerprint, folder_fingerprint, write_step_metadata
@@ -177,9 +180,36 @@ class Packer:
         return out_ids, out_starts
 
 
-def encode_documents(backend, texts: list[str], sep: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Token ids and word starts of `texts`, each document followed by [SEP]; also #documents, #tokens."""
-    encodings = backend.encode_batch(texts, add_special_tokens=False)
+def continuation_table(backend) -> np.ndarray | None:
+    """Per token id, 1 where the token always continues a word, for tokenizers whose ids alone tell word
+    boundaries: WordPiece behind BERT's pre-tokenizer (its `##` pieces never start a word, every other piece
+    does, and punctuation is split off, so no word can begin with `##`). None for other tokenizers (BPE,
+    Unigram, other pre-tokenizers): their word starts come from the encoder's word ids instead."""
+    spec = json.loads(backend.to_str())
+    model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
+    if model.get("type") != "WordPiece" or pre.get("type") != "BertPreTokenizer":
+        return None
+    prefix = model.get("continuing_subword_prefix") or "##"
+    vocab = backend.get_vocab(with_added_tokens=True)
+    added = set(backend.get_added_tokens_decoder())
+    table = np.zeros(max(vocab.values()) + 1, np.int8)
+    for token, i in vocab.items():
+        if i not in added and token.startswith(prefix) and len(token) > len(prefix):
+            table[i] = 1
+    return table
+
+
+def encode_batch(backend, texts: list[str], table: np.ndarray | None) -> list:
+    """The Rust encoder's output for `texts`, no special tokens (runs without the GIL: a thread can do it)."""
+    if table is not None and hasattr(backend, "encode_batch_fast"):
+        return backend.encode_batch_fast(texts, add_special_tokens=False)  # no offsets, no word ids needed
+    return backend.encode_batch(texts, add_special_tokens=False)
+
+
+def documents_to_arrays(
+    encodings: list, sep: int, table: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Token ids and word starts of encoded documents, each followed by [SEP]; also #documents, #tokens."""
     ids: list[int] = []
     words: list[int | None] = []
     docs = 0
@@ -188,18 +218,31 @@ def encode_documents(backend, texts: list[str], sep: int) -> tuple[np.ndarray, n
         if doc_ids:
             ids += doc_ids
             ids.append(sep)
-            words += enc.word_ids
-            words.append(None)
+            if table is None:
+                words += enc.word_ids
+                words.append(None)
             docs += 1
     if not ids:
         return np.zeros(0, np.int32), np.zeros(0, np.int8), 0, 0
-    # word ids restart in every document and are None on [SEP]/special tokens: NaN never equals anything,
-    # so [SEP], special tokens and the first token after a [SEP] all start a word
-    w = np.array(words, dtype=np.float64)
-    starts = np.empty(len(w), np.int8)
-    starts[0] = 1
-    np.not_equal(w[1:], w[:-1], out=starts[1:], casting="unsafe")
-    return np.array(ids, dtype=np.int32), starts, docs, len(ids) - docs
+    out = np.array(ids, dtype=np.int32)
+    if table is not None:
+        # [SEP] and the first piece of a document are never continuation pieces, so they start words
+        starts = np.subtract(1, table[out], dtype=np.int8)
+    else:
+        # word ids restart in every document and are None on [SEP]/special tokens: NaN never equals anything,
+        # so [SEP], special tokens and the first token after a [SEP] all start a word
+        w = np.array(words, dtype=np.float64)
+        starts = np.empty(len(w), np.int8)
+        starts[0] = 1
+        np.not_equal(w[1:], w[:-1], out=starts[1:], casting="unsafe")
+    return out, starts, docs, len(ids) - docs
+
+
+def encode_documents(
+    backend, texts: list[str], sep: int, table: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Token ids and word starts of `texts`, each document followed by [SEP]; also #documents, #tokens."""
+    return documents_to_arrays(encode_batch(backend, texts, table), sep, table)
 
 
 def _features():
@@ -231,34 +274,46 @@ def pack_shard(job: dict) -> dict:
     """Pack documents [start, stop) of one split into an Arrow file; return its counts.
 
     `job`: data_dir, split, start, stop, tokenizer_dir, max_seq_length, batch_size, path, parallel.
+    The Rust encoder works on the next batch (in a thread, without the GIL) while this one is packed.
     """
-    import datasets
+    from concurrent.futures import ThreadPoolExecutor
+
     from datasets.arrow_writer import ArrowWriter
     from tokenizers import Tokenizer
 
     if not job.get("parallel", True):
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process
-    datasets.disable_progress_bars()
     backend = Tokenizer.from_file(str(Path(job["tokenizer_dir"]) / "tokenizer.json"))
     backend.no_truncation()
     backend.no_padding()
+    table = continuation_table(backend)
     special = _Special(**job["special"])
-    docs = datasets.load_from_disk(job["data_dir"])[job["split"]].select_columns(["text"])
-    if job["start"] > 0 or job["stop"] < len(docs):
-        docs = docs.select(range(job["start"], job["stop"]))
     packer = Packer(job["max_seq_length"], special)
     features = _features()
     schema = features.arrow_schema
     counts = {"documents": 0, "tokens": 0}
-    with ArrowWriter(path=job["path"], features=features) as writer:
-        for batch in docs.iter(batch_size=job["batch_size"]):
-            ids, starts, n_docs, n_tokens = encode_documents(backend, batch["text"], special.sep)
+
+    with ArrowWriter(path=job["path"], features=features) as writer, ThreadPoolExecutor(1) as encoder:
+
+        def write(encodings: list) -> None:
+            ids, starts, n_docs, n_tokens = documents_to_arrays(encodings, special.sep, table)
             counts["documents"] += n_docs
             counts["tokens"] += n_tokens
             if len(ids):
                 block_ids, block_starts = packer.add(ids, starts)
                 if len(block_ids):
                     writer.write_table(_table(block_ids, block_starts, schema))
+
+        pending = None
+        split_dir = Path(job["data_dir"]) / job["split"]
+        batches = iter_text_batches(split_dir, job["start"], job["stop"], job["batch_size"])
+        for texts in batches:
+            following = encoder.submit(encode_batch, backend, texts, table)
+            if pending is not None:
+                write(pending.result())
+            pending = following
+        if pending is not None:
+            write(pending.result())
         block_ids, block_starts = packer.finish()
         if len(block_ids):
             writer.write_table(_table(block_ids, block_starts, schema))
@@ -291,13 +346,12 @@ def pack(cfg: PackConfig) -> dict:
     stats: dict = {"max_seq_length": cfg.max_seq_length, "vocab_size": len(tok)}
     per_split: dict[str, dict] = {}
     with atomic_output_dir(cfg.output_dir) as tmp:
-        scratch = tmp / ".scratch"
-        scratch.mkdir()
         jobs = []
         for split, ds in data.items():
             n = len(ds)
             shards = max(1, min(procs, n))
             bounds = np.linspace(0, n, shards + 1).astype(int)
+            (tmp / split).mkdir()
             for i in range(shards):
                 jobs.append(
                     {
@@ -309,7 +363,7 @@ def pack(cfg: PackConfig) -> dict:
                         "special": special,
                         "max_seq_length": cfg.max_seq_length,
                         "batch_size": cfg.batch_size,
-                        "path": str(scratch / f"{split}-{i:05d}.arrow"),
+                        "path": str(tmp / split / shard_name(i, shards)),
                     }
                 )
         in_workers = procs > 1 and len(jobs) > 1
@@ -321,15 +375,11 @@ def pack(cfg: PackConfig) -> dict:
                 results = pool.map(pack_shard, jobs, chunksize=1)
         else:
             results = [pack_shard(job) for job in jobs]
-        packed = {}
         for split in data:
             mine = [(j, r) for j, r in zip(jobs, results) if j["split"] == split]
-            parts = [datasets.Dataset.from_file(j["path"]) for j, _ in mine]
-            packed[split] = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
             per_split[split] = {k: sum(r[k] for _, r in mine) for k in mine[0][1]}
-        datasets.DatasetDict(packed).save_to_disk(str(tmp))
-        del packed
-        shutil.rmtree(scratch, ignore_errors=True)
+            write_split_metadata(tmp / split, len(mine), _features())
+        write_dataset_dict(tmp, list(data))
         for key in ("blocks", "documents", "tokens", "padding_tokens", "words_split_across_blocks"):
             stats[key] = {split: s[key] for split, s in per_split.items()}
         seconds = time.time() - start

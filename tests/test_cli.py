@@ -185,5 +185,7 @@ def test_fill_mask_prints_top_predictions(capsys, pretrained_tiny_model):
 def test_resume_flag_alone_means_latest():
     from mlm.cli import build_parser
 
-    args = build_parser("pretrain").parse_args(["pretrain", "--data_dir", "p", "--output_dir", "o", "--resume"])
+    args = build_parser("pretrain").parse_args(
+        ["pretrain", "--data_dir", "p", "--output_dir", "o", "--resume"]
+    )
     assert args.resume == "latest"

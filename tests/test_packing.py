@@ -55,9 +55,10 @@ def test_blocks_shape_and_no_token_lost(packed_dir, prepared_dir, tok, split):
     assert len(got) == sum(counts)
 
 
-def test_word_start_matches_word_ids(packed_dir, prepared_dir, tok):
-    ids, starts = _blocks(packed_dir, "train")
-    texts = list(datasets.load_from_disk(str(prepared_dir))["train"]["text"])
+def _check_word_starts(packed_dir, prepared_dir, tok, split: str = "train") -> None:
+    """The blocks hold the token stream in order, and their word starts are the encoder's word ids'."""
+    ids, starts = _blocks(packed_dir, split)
+    texts = list(datasets.load_from_disk(str(prepared_dir))[split]["text"])
     want_ids, want_starts, _ = _expected_stream(tok, texts)
     pos = 0  # walk the expected stream alongside the blocks' contents
     split_words = 0
@@ -76,7 +77,11 @@ def test_word_start_matches_word_ids(packed_dir, prepared_dir, tok):
             pos += 1
     assert pos >= len(want_ids) - 1
     stats = read_json(packed_dir / "stats.json")
-    assert stats["words_split_across_blocks"]["train"] == split_words
+    assert stats["words_split_across_blocks"][split] == split_words
+
+
+def test_word_start_matches_word_ids(packed_dir, prepared_dir, tok):
+    _check_word_starts(packed_dir, prepared_dir, tok)
 
 
 def test_stats_and_metadata(packed_dir, prepared_dir, tiny_tokenizer_dir, tok):
@@ -150,3 +155,50 @@ def test_errors(tmp_path, prepared_dir, tiny_tokenizer_dir):
     check("max_seq_length must be >= 8", max_seq_length=4)
     assert not (tmp_path / "o").exists()
     PackConfig("not/made/yet", "nor/this", "out").validate()  # recipes validate before earlier steps ran
+
+
+TRICKY = [
+    "##abc starts with the prefix, ## alone, a#b, [MASK] inside, [UNK]",
+    "naïve café Ünïcödé — dashes… and emoji 🙂 qwertyuiopasdfgh",
+    "x",
+    "",
+    "many    spaces\tand\nnew lines, punctuation!?;: (brackets) 'quotes' \"double\"",
+]
+
+
+def test_word_starts_from_vocabulary_equal_word_ids(tiny_tokenizer_dir, prepared_dir):
+    """WordPiece + BERT pre-tokenizer: word starts read off the ids (no word ids, the fast encoder) are the
+    word starts the encoder's word ids give, on the prepared corpus and on text made to trip it."""
+    from tokenizers import Tokenizer
+
+    from data_prep.packing import continuation_table, encode_documents
+
+    backend = Tokenizer.from_file(str(tiny_tokenizer_dir / "tokenizer.json"))
+    table = continuation_table(backend)
+    assert table is not None and table.sum() > 0
+    texts = datasets.load_from_disk(str(prepared_dir))["train"]["text"][:300] + TRICKY
+    fast = encode_documents(backend, texts, SEP, table)
+    slow = encode_documents(backend, texts, SEP, None)
+    assert fast[2:] == slow[2:]
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+
+
+def test_other_tokenizers_use_word_ids(tmp_path, prepared_dir):
+    from tokenizers import Tokenizer
+
+    from data_prep.packing import continuation_table
+    from data_prep.tokenizer import TokenizerConfig, train_tokenizer
+
+    out = tmp_path / "bpe"
+    train_tokenizer(
+        TokenizerConfig(output_dir=str(out), data_dir=str(prepared_dir), vocab_size=400, kind="bpe")
+    )
+    assert continuation_table(Tokenizer.from_file(str(out / "tokenizer.json"))) is None
+    packed = tmp_path / "packed"
+    pack(
+        PackConfig(
+            data_dir=str(prepared_dir), tokenizer_dir=str(out), output_dir=str(packed), max_seq_length=SEQ
+        )
+    )
+    _check_word_starts(packed, prepared_dir, AutoTokenizer.from_pretrained(str(out)))

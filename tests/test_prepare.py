@@ -145,3 +145,52 @@ def test_shared_wikitext(tmp_path):
         )
     )
     assert stats["documents_out"] > 500 and stats["validation_documents"] > 0
+
+
+def _clean_text_reference(text: str, strip_html: bool = False) -> str:
+    """Every substitution of clean_text, always run (clean_text skips the ones that cannot change a text)."""
+    import html
+    import unicodedata
+
+    from data_prep import prepare as p
+
+    text = unicodedata.normalize("NFC", text)
+    if strip_html:
+        text = html.unescape(p._TAG.sub("", p._BR.sub("\n", text)))
+    text = p._SPACES.sub(" ", p._CONTROL.sub("", p._LINE_BREAKS.sub("\n", text)))
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return p._BLANK_LINES.sub("\n\n", text).strip()
+
+
+def test_clean_text_fast_paths_change_nothing():
+    import random
+
+    pieces = [
+        "a", "word", " ", "  ", "\n", "\n\n\n", "\t", "\r\n", "\r", "\x0b", "\x0c", "\x00", "\x07", "\x1c",
+        "\x1f", "\x7f", "\x85", "\x9f", "\xa0", "\u1680", "\u2003", "\u2028", "\u2029", "\u202f", "\u3000",
+        "<br />", "<p>", "<b>x</b>", "<!-- c -->", "&amp;", "&#9;", "&nbsp;", "&lt;b&gt;", "e\u0301", "é", "🙂",
+    ]  # fmt: skip
+    rng = random.Random(0)
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        for strip_html in (False, True):
+            assert clean_text(text, strip_html) == _clean_text_reference(text, strip_html), repr(text)
+
+
+def test_num_proc_gives_the_same_output(tmp_path):
+    texts = [f"  document\t{i}  with <b>some</b> text &amp; more  " for i in range(25_000)] + [
+        "a duplicated document, long enough"
+    ] * 5
+    src = _jsonl(tmp_path / "c.jsonl", texts)
+
+    def run(name, num_proc):
+        cfg = PrepareConfig(
+            corpus=[str(src)], output_dir=str(tmp_path / name), strip_html=True, num_proc=num_proc
+        )
+        stats = prepare(cfg)
+        dd = datasets.load_from_disk(str(tmp_path / name))
+        return {k: v for k, v in stats.items() if k != "seconds"}, {s: list(dd[s]["text"]) for s in dd}
+
+    one, two = run("one", None), run("two", 2)
+    assert one == two
+    assert one[0]["duplicates_dropped"] == 4 and one[1]["train"][0] == "document 0 with some text & more"

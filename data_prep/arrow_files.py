@@ -1,0 +1,85 @@
+"""Datasets on disk in the folder layout `datasets.save_to_disk` writes, read and written as Arrow streams.
+
+`prepare` and `pack` write their splits here file by file and read them back record batch by record batch,
+never memory-mapping a whole table: memory stays bounded on a corpus of any size, every row is written once,
+and the result is a folder `datasets.load_from_disk` reads as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from data_prep.errors import UserError
+
+
+def shard_name(index: int, count: int) -> str:
+    """The file name `save_to_disk` gives shard `index` of `count`."""
+    return f"data-{index:05d}-of-{count:05d}.arrow"
+
+
+def split_files(split_dir: str | os.PathLike) -> list[Path]:
+    """The Arrow files of a saved split, in order (from its state.json)."""
+    split_dir = Path(split_dir)
+    state_file = split_dir / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    files = [split_dir / f["filename"] for f in state.get("_data_files") or []]
+    if not files or not all(f.is_file() for f in files):
+        raise UserError(f"{split_dir} is not a split saved by `datasets` (no state.json listing its files)")
+    return files
+
+
+def iter_record_batches(files: list[Path]) -> Iterator:  # -> Iterator[pyarrow.RecordBatch]
+    """Record batches of Arrow stream files, read (not memory-mapped) one at a time."""
+    import pyarrow as pa
+
+    for path in files:
+        with pa.OSFile(str(path)) as src:
+            yield from pa.ipc.open_stream(src)
+
+
+def iter_text_batches(
+    split_dir: str | os.PathLike, start: int, stop: int, batch_size: int, column: str = "text"
+) -> Iterator[list[str]]:
+    """`column` of rows [start, stop) of a saved split, `batch_size` rows at a time."""
+    buf: list[str] = []
+    row = 0
+    for record_batch in iter_record_batches(split_files(split_dir)):
+        if row >= stop:
+            break
+        n = record_batch.num_rows
+        a, b = max(start - row, 0), min(stop - row, n)
+        row += n
+        if b > a:
+            buf += record_batch.column(column).slice(a, b - a).to_pylist()
+            while len(buf) >= batch_size:
+                yield buf[:batch_size]
+                buf = buf[batch_size:]
+    if buf:
+        yield buf
+
+
+def write_split_metadata(split_dir: str | os.PathLike, n_files: int, features) -> None:
+    """Make `split_dir`, holding `shard_name(i, n_files)` files, a folder `load_from_disk` reads: the state.json
+    and dataset_info.json of `save_to_disk`, taken from an empty dataset with the same `features` that
+    `datasets` saves itself (so the format is whatever this `datasets` version writes)."""
+    import datasets
+
+    split_dir = Path(split_dir)
+    datasets.disable_progress_bars()
+    probe = split_dir.parent / f".probe-{split_dir.name}"
+    datasets.Dataset.from_dict({k: [] for k in features}, features=features).save_to_disk(str(probe))
+    state = json.loads((probe / "state.json").read_text())
+    state["_data_files"] = [{"filename": shard_name(i, n_files)} for i in range(n_files)]
+    state["_fingerprint"] = os.urandom(8).hex()  # new data, new fingerprint
+    (split_dir / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+    shutil.copyfile(probe / "dataset_info.json", split_dir / "dataset_info.json")
+    shutil.rmtree(probe)
+
+
+def write_dataset_dict(folder: str | os.PathLike, splits: list[str]) -> None:
+    """The dataset_dict.json that makes `folder` (one sub-folder per split) a DatasetDict."""
+    (Path(folder) / "dataset_dict.json").write_text(json.dumps({"splits": list(splits)}))
