@@ -447,6 +447,17 @@ def _is_model(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
+def _whole_checkpoint(path: Path) -> bool:
+    """A checkpoint-N to score: whole by its completeness record when it has one (a run cut off while saving
+    leaves a checkpoint without it, or with files of other sizes), else a model folder with weights."""
+    from mlm.streaming import COMPLETE_FILE, read_complete
+
+    if (path / COMPLETE_FILE).exists():
+        return read_complete(path) is not None
+    weights = any(path.glob("*.safetensors")) or (path / "pytorch_model.bin").is_file()
+    return _is_model(path) and weights
+
+
 def resolve_models(model: str) -> tuple[Checkpoint, list[Checkpoint]]:
     """(main checkpoint, intermediate checkpoints in step order) for MODEL."""
     parts = [p.strip() for p in str(model).split(",") if p.strip()]
@@ -457,7 +468,7 @@ def resolve_models(model: str) -> tuple[Checkpoint, list[Checkpoint]]:
     if len(paths) == 1 and not _is_model(paths[0]):
         run = paths[0]
         found = sorted(
-            (c for c in run.glob("checkpoint-*") if c.is_dir() and _is_model(c)),
+            (c for c in run.glob("checkpoint-*") if c.is_dir() and _whole_checkpoint(c)),
             key=lambda c: _checkpoint_info(c).step or 0,
         )
         final = run / "final"

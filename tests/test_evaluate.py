@@ -292,3 +292,20 @@ def test_time_budget_schedule_with_a_fake_clock(monkeypatch):
     assert lrs[-1] < 0.01
     # the first fit (step 20) replaces a guessed 2000-step schedule: a small step up within the warmup
     assert all(b - a < 0.15 for a, b in zip(lrs, lrs[1:]))
+
+
+def test_incomplete_checkpoints_are_not_scored(pretrain_run, tmp_path):
+    import shutil
+
+    from mlm.evaluate import resolve_models
+    from mlm.streaming import COMPLETE_FILE
+
+    run = tmp_path / "run"
+    shutil.copytree(pretrain_run, run)
+    main, others = resolve_models(str(run))
+    assert main.name == "final" and [c.name for c in others] == ["checkpoint-3"]
+    assert (run / "checkpoint-3" / COMPLETE_FILE).is_file()
+    weights = next((run / "checkpoint-3").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # cut off while saving
+    main, others = resolve_models(str(run))
+    assert main.name == "final" and others == []
