@@ -94,3 +94,22 @@ def test_tokenizer_not_matching_packed_data(packed_dir, tmp_path, tiny_tokenizer
 def test_missing_packed_data(tmp_path):
     with pytest.raises(UserError, match="packed data not found"):
         pretrain(_cfg(tmp_path / "nope", tmp_path / "x"))
+
+
+def test_block_dataset_is_compact_and_follows_the_selection():
+    import datasets
+    import torch
+
+    from data_prep.errors import UserError
+    from mlm.pretrain import BlockDataset
+
+    ds = datasets.Dataset.from_dict(
+        {"input_ids": [[2, 10 + i, 3] for i in range(5)], "word_start": [[1, 1, 1]] * 5}
+    )
+    blocks = BlockDataset(ds.select([4, 1]))
+    assert blocks.input_ids.dtype == torch.int32 and blocks.word_start.dtype == torch.int8
+    assert blocks.input_ids.tolist() == [[2, 14, 3], [2, 11, 3]]
+    item = blocks[3]  # a later epoch's draw of block 1
+    assert item["input_ids"].dtype == torch.int64 and item["input_ids"].tolist() == [2, 11, 3]
+    with pytest.raises(UserError, match="same length"):
+        BlockDataset(datasets.Dataset.from_dict({"input_ids": [[2, 3], [2, 5, 3]]}))
