@@ -36,6 +36,7 @@ from transformers import (
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
 from mlm import labelled_data, metrics
+from mlm.distributed import destroy_process_group_at_exit
 
 logger = logging.getLogger(__name__)
 
@@ -478,6 +479,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         scratch = out / "_trainer"
         args = _training_args(cfg, scratch, len(train_tok), "validation" in evals_tok)
         keep_best = _KeepBest(cfg.metric_for_best_model) if cfg.metric_for_best_model else None
+        destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
         trainer = Trainer(
             model=model,
             args=args,

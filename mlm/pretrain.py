@@ -18,6 +18,7 @@ from transformers import Trainer, TrainerCallback
 
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, read_json, write_json
+from mlm.distributed import destroy_process_group_at_exit
 from mlm.streaming import EpochSampler, PackedStream, SeededMasking
 
 # benchmarks/resume.py sets this to time the Trainer's default resume of a stream (replaying the batches)
@@ -464,6 +465,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     if cfg.streaming:
         start = 0 if _REPLAY_STREAM_ON_RESUME else data_start
         train_set = PackedStream(cfg.data_dir, "train", start=start, seed=cfg.seed)
+    destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
     trainer = _TimedTrainer(
         model=model,
         args=args,

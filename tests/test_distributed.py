@@ -194,3 +194,20 @@ def test_recipe_under_a_launcher_runs_only_pretraining(tmp_path, tiny_corpus_dir
     with pytest.raises(UserError, match="run the data steps in one process first"):
         run_recipe(RunConfig(recipe=str(recipe)))
     assert not (tmp_path / "run").exists()  # nothing written by any process
+
+
+def test_process_group_destroyed_at_exit(tmp_path):
+    """A gloo group left alive at interpreter exit can abort the process (SIGABRT): it is destroyed first."""
+    script = f"""
+import atexit, torch.distributed as dist
+from mlm.distributed import destroy_process_group_at_exit
+dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+destroy_process_group_at_exit()
+destroy_process_group_at_exit()  # idempotent
+atexit._run_exitfuncs()
+print("initialized after exit handlers:", dist.is_initialized())
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "initialized after exit handlers: False" in done.stdout
