@@ -235,8 +235,8 @@ def write_section(
     lines += [""] + [f"![{p}](benchmarks/results/{p})" for p in plots]
     lines += [
         "",
-        f"Raw lines: `{jsonl.as_posix()}`. Whole benchmark: {wall / 60:.0f} min wall time at `nice 19` on "
-        "2 shared CPU cores (fine-tuning runs are cached in runs/downstream, so reruns are quicker).",
+        f"Raw lines: `{jsonl.as_posix()}`. Whole benchmark: {wall / 60:.0f} min wall time on "
+        "the 2 CPU cores (fine-tuning runs are cached in runs/downstream, so reruns are quicker).",
         END,
     ]
     text = md.read_text() if md.is_file() else ""
