@@ -190,3 +190,16 @@ def run_measured(
         out.seek(0)
         err.seek(0)
         return out.read(), err.read(), proc.returncode, peaks
+
+
+def write_marked_section(md: Path, start: str, end: str, lines: list[str]) -> None:
+    """Put `lines` (which begin with `start` and end with `end`) in place of that marked section of `md`,
+    or append them; what followed the old section stays as it was."""
+    text = md.read_text() if md.is_file() else ""
+    section = "\n".join(lines) + "\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1].removeprefix("\n")
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text else "") + section
+    md.write_text(text)

@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from common import write_marked_section  # noqa: E402  (benchmarks/, the script's folder)
+
 from data_prep.io import read_json  # noqa: E402
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
@@ -239,14 +241,7 @@ def write_section(
         "the 2 CPU cores (fine-tuning runs are cached in runs/downstream, so reruns are quicker).",
         END,
     ]
-    text = md.read_text() if md.is_file() else ""
-    section = "\n".join(lines) + "\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + section
-    md.write_text(text)
+    write_marked_section(md, START, END, lines)
 
 
 def _goals(main: list[dict]) -> list[str]:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from common import write_marked_section  # noqa: E402  (benchmarks/, the script's folder)
 from downstream import jsonl_rows  # noqa: E402  (benchmarks/, the script's folder)
 
 from data_prep.io import read_json  # noqa: E402
@@ -279,14 +280,7 @@ def write_section(md: Path, args, studies: dict, rows: list[dict], jsonl: Path, 
         f"(pretraining {pre_s / 60:.0f} min of it; finished pretrainings and fine-tuning runs are reused).",
         END,
     ]
-    text = md.read_text() if md.is_file() else ""
-    section = "\n".join(lines) + "\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + section
-    md.write_text(text)
+    write_marked_section(md, START, END, lines)
 
 
 if __name__ == "__main__":

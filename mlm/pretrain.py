@@ -201,7 +201,7 @@ def _block_matrix(table, column: str, dtype) -> torch.Tensor:
     lists = table.column(column).combine_chunks()
     n = len(lists)
     if n == 0:
-        return torch.zeros((0, 0), dtype=torch.from_numpy(np.zeros(0, dtype)).dtype)
+        return torch.from_numpy(np.zeros((0, 0), dtype))
     lengths = np.diff(np.asarray(lists.offsets))
     if (lengths != lengths[0]).any():
         raise UserError(
