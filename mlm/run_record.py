@@ -1,0 +1,166 @@
+"""The typed record of a run (`run_info.json`): written by pretraining and fine-tuning, read by the model card,
+`mlm evaluate` and the Hub code.
+
+Every field is optional (None = not known), so a card can be written for any folder. Reading tolerates records
+written by older versions: unknown keys are ignored, missing ones stay None. Nothing here is a secret or a
+local path: `corpus.spec` keeps only Hub dataset names and file *names*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUN_RECORD_NAME = "run_info.json"
+
+
+@dataclass
+class CorpusFacts:
+    spec: list[str] | None = None  # Hub dataset names and file names, never local folders
+    documents: int | None = None
+    tokens: int | None = None
+    fingerprint: str | None = None
+
+
+@dataclass
+class TokenizerFacts:
+    kind: str | None = None
+    vocab_size: int | None = None
+    mask_token: str | None = None
+
+
+@dataclass
+class ModelFacts:
+    architecture: str | None = None  # bert, modernbert, ...
+    preset: str | None = None
+    num_hidden_layers: int | None = None
+    hidden_size: int | None = None
+    num_attention_heads: int | None = None
+    parameters: int | None = None
+    max_seq_length: int | None = None
+
+
+@dataclass
+class ObjectiveFacts:
+    """What the pretraining objective says of itself on the card (from `Objective.card_facts`)."""
+
+    name: str | None = None  # "mlm", "electra", ...
+    description: str | None = None  # "masked language modelling"
+    pipeline_tag: str | None = None  # what the exported checkpoint does: "fill-mask", ...
+    facts: dict[str, str] = field(default_factory=dict)  # label -> text, e.g. {"Masking": "15% of tokens"}
+
+
+@dataclass
+class TrainingFacts:
+    steps: int | None = None
+    epochs: float | None = None
+    tokens_seen: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    lr_scheduler_type: str | None = None
+    warmup: float | None = None
+    hardware: str | None = None
+    wall_time_s: float | None = None
+
+
+@dataclass
+class FinetuneFacts:
+    task: str | None = None
+    data: list[str] | None = None  # Hub dataset names and file names of the labelled data
+    base_model: str | None = None  # the Hub id (or folder name) fine-tuned
+    problem_type: str | None = None  # single_label_classification, multi_label_classification, regression
+    label_names: list[str] | None = None
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split name -> metric -> value
+    scratch_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # same model from scratch
+
+
+@dataclass
+class RunRecord:
+    kind: str = "pretrain"  # "pretrain" or "finetune"
+    repo_id: str | None = None
+    license: str | None = None
+    language: list[str] | None = None
+    datasets: list[str] | None = None
+    corpus: CorpusFacts = field(default_factory=CorpusFacts)
+    tokenizer: TokenizerFacts = field(default_factory=TokenizerFacts)
+    model: ModelFacts = field(default_factory=ModelFacts)
+    objective: ObjectiveFacts = field(default_factory=ObjectiveFacts)
+    training: TrainingFacts = field(default_factory=TrainingFacts)
+    eval: dict[str, float] = field(default_factory=dict)  # pretraining eval metrics (eval_loss, ...)
+    finetune: FinetuneFacts | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> RunRecord:
+        return _build(cls, data or {})
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / RUN_RECORD_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RunRecord:
+        """The record in `folder`; an empty record when it is absent or unreadable (a warning on stderr)."""
+        path = Path(folder) / RUN_RECORD_NAME
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            print(f"warning: ignoring {path}: not valid JSON ({exc})", file=sys.stderr)
+            return cls()
+        if not isinstance(data, dict):
+            print(f"warning: ignoring {path}: expected a JSON object", file=sys.stderr)
+            return cls()
+        return cls.from_dict(data)
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """`cls(**data)` for the keys `cls` knows, nested dataclasses built likewise; values of the wrong kind
+    are dropped (a record from another version must never stop a card from being written)."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data or data[f.name] is None:
+            continue
+        value = _value(hints[f.name], data[f.name])
+        if value is not _DROP:
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+_DROP = object()
+
+
+def _value(tp: Any, value: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if _is_optional(tp) else [tp]
+    tp = args[0]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value) if isinstance(value, dict) else _DROP
+    origin = typing.get_origin(tp) or tp
+    if origin is list:
+        if isinstance(value, str):
+            return [value]
+        return [str(v) for v in value] if isinstance(value, list) else _DROP
+    if origin is dict:
+        return dict(value) if isinstance(value, dict) else _DROP
+    if tp is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _DROP
+    if tp is int:
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _DROP
+    if tp is str:
+        return str(value) if isinstance(value, (str, int, float)) else _DROP
+    return value
+
+
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
