@@ -81,8 +81,8 @@ def common_mlm_scores(models: dict[str, Path], packed_dir: Path, tokenizer_dir: 
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+    from mlm.data import BlockDataset, FixedEvalSet
     from mlm.masking import MaskingCollator, MaskingConfig
-    from mlm.pretrain import BlockDataset, FixedEvalSet
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     blocks = BlockDataset(datasets.load_from_disk(str(packed_dir))["validation"])

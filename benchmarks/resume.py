@@ -2,7 +2,8 @@
 
 `mlm pretrain --streaming --resume latest` continues the stream at the position saved in the checkpoint;
 the baseline is the Trainer's default resume of the same stream, which replays (reads and masks) every batch
-already trained on before the first new step. Both resume the same checkpoint on the same data, in this
+already trained on before the first new step (`time_resume(..., replay=True)` sets that up through the
+public builders of `mlm.pretrain`). Both resume the same checkpoint on the same data, in this
 process, one after the other; the time runs from the `pretrain()` call (config, data, model, checkpoint
 loading included) to the end of the first new training step.
 
@@ -33,6 +34,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from transformers import TrainerCallback  # noqa: E402
 
 from benchmarks.common import log, machine  # noqa: E402
 
@@ -89,7 +92,7 @@ def config(packed: Path, out: Path, batch: int, streaming: bool, **kw):
 
 def fake_checkpoint(template: Path, run_dir: Path, steps: int, global_batch: int, streaming: bool) -> Path:
     """A copy of the 2-step checkpoint `template` that says `steps` steps (trainer state, data position)."""
-    from mlm.streaming import mark_complete
+    from mlm.checkpoints import mark_complete
 
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -107,28 +110,37 @@ def fake_checkpoint(template: Path, run_dir: Path, steps: int, global_batch: int
     return ckpt
 
 
+class FirstStep(TrainerCallback):
+    """Notes when the first training step of a run ends."""
+
+    at: float | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.at is None:
+            self.at = time.perf_counter()
+
+
 def time_resume(cfg, replay: bool) -> float:
-    """Seconds from pretrain(resume=...) to the end of its first training step."""
-    import mlm.pretrain as pt
+    """Seconds from the start of pretraining (resume=...) to the end of its first training step.
 
-    first: list[float] = []
-    step = pt._TimedTrainer.training_step
+    `replay`: the Trainer's own resume of a stream, for comparison: the stream read from its start, the
+    batches already seen skipped by the Trainer (what `pretrain` does instead: start at the saved position)."""
+    from mlm.objectives import get_objective
+    from mlm.pretrain import build_model, build_trainer, load_data
+    from mlm.streaming import PackedStream
 
-    def timed_step(self, *a, **k):
-        out = step(self, *a, **k)
-        if not first:
-            first.append(time.perf_counter())
-        return out
-
-    pt._TimedTrainer.training_step = timed_step
-    pt._REPLAY_STREAM_ON_RESUME = replay
-    try:
-        start = time.perf_counter()
-        pt.pretrain(cfg)
-    finally:
-        pt._TimedTrainer.training_step = step
-        pt._REPLAY_STREAM_ON_RESUME = False
-    return first[0] - start
+    start = time.perf_counter()
+    cfg.validate()
+    data = load_data(cfg)
+    objective = get_objective(cfg.objective)(cfg, data.tokenizer)
+    run = build_trainer(cfg, objective, build_model(cfg, objective, data), data)
+    if replay:
+        run.trainer.train_dataset = PackedStream(cfg.data_dir, "train", start=0, seed=cfg.seed)
+        run.trainer.args.ignore_data_skip = False
+    first = FirstStep()
+    run.trainer.add_callback(first)
+    run.trainer.train(resume_from_checkpoint=run.resume_from)
+    return first.at - start
 
 
 def main() -> None:

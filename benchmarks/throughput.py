@@ -158,68 +158,51 @@ def make_ours(
     extra: dict,
     model_vocab: int = 0,
 ):
-    """What mlm.pretrain.pretrain builds for training (no eval set, no checkpoints)."""
-    from transformers import TrainingArguments
+    """What mlm.pretrain.pretrain builds for training, through its public builders (no evaluation, no
+    checkpoints); the model vocabulary is at least `model_vocab`, as the baseline's."""
+    from mlm.modeling import build_config
+    from mlm.objectives import get_objective
+    from mlm.options import training_arguments
+    from mlm.pretrain import PretrainConfig, build_trainer, load_data
 
-    from mlm.masking import MaskingCollator
-    from mlm.modeling import build_config, build_model
-    from mlm.pretrain import (
-        BlockDataset,
-        PretrainConfig,
-        _device_defaults,
-        _TimedTrainer,
-        _TrainEvalCollator,
-        load_packed,
-    )
-
+    names = ("output_dir", "per_device_train_batch_size", "learning_rate", "weight_decay", "adam_epsilon",
+             "max_grad_norm", "lr_scheduler_type", "max_steps", "logging_steps", "disable_tqdm", "seed")  # fmt: skip
     cfg = PretrainConfig(
         data_dir=data_dir,
-        output_dir=args_common["output_dir"],
         preset=preset,
-        per_device_train_batch_size=args_common["per_device_train_batch_size"],
+        adam_beta1=args_common["adam_beta1"],
+        adam_beta2=args_common["adam_beta2"],
+        warmup_ratio=args_common["warmup_steps"],
         use_cpu=device == "cpu",
         bf16=device == "cuda",
+        eval_steps=0,
+        save_steps=0,
+        max_eval_samples=1,
+        **{k: args_common[k] for k in names},
         **extra,
     )
     cfg.validate()
-    dsd, _ = load_packed(data_dir)
+    data = load_data(cfg)
+    objective = get_objective(cfg.objective)(cfg, data.tokenizer)
     config = build_config(
         preset,
         max(len(tokenizer), model_vocab),
         seq,
         pad_token_id=tokenizer.pad_token_id,
         attn_implementation=cfg.attn_implementation,
-        pad_vocab_to_multiple_of=getattr(cfg, "pad_vocab_to_multiple_of", 64),
+        pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
     )
-    model = build_model(config, masked_only_head=cfg.masked_only_head)
-    masker = MaskingCollator(
-        cfg.masking_config(),
-        vocab_size=len(tokenizer),
-        mask_token_id=tokenizer.mask_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        special_token_ids=sorted(set(tokenizer.all_special_ids)),
-    )
-    dev = _device_defaults(cfg)
-    train_args = dict(args_common)
-    train_args.update(dev.get("training_args", {}))
-    train_args.setdefault("bf16", dev["bf16"])
-    train_args.setdefault("dataloader_pin_memory", dev["dataloader_pin_memory"])
-    train_args.setdefault("torch_compile", cfg.torch_compile)
-    train_args.setdefault("dataloader_num_workers", cfg.dataloader_num_workers)
-    train_args.update(remove_unused_columns=False, use_cpu=cfg.use_cpu)
-    collator = ScoredRows(_TrainEvalCollator(masker))
-    trainer = _TimedTrainer(
-        model=model,
-        args=TrainingArguments(**train_args),
-        train_dataset=BlockDataset(dsd["train"]),
-        data_collator=collator,
-    )
-    reuse = device == "cpu" and getattr(cfg, "cpu_reuse_memory", False)
-    if reuse:  # _device_defaults switched it on; run_round switches it on for our rounds only
+    trainer = build_trainer(cfg, objective, objective.build_model(config), data).trainer
+    collator = ScoredRows(trainer.data_collator)
+    trainer.data_collator = collator
+    reuse = device == "cpu" and cfg.cpu_reuse_memory
+    if reuse:  # build_trainer switched it on; run_round switches it on for our rounds only
         from mlm.modeling import reuse_freed_memory
 
         reuse_freed_memory(False)
-    return trainer, collator, dev, reuse
+    keys = ("optim", "bf16", "tf32", "dataloader_num_workers", "dataloader_pin_memory", "torch_compile")
+    settings = {k: v for k, v in training_arguments(cfg).items() if k in keys}
+    return trainer, collator, settings, reuse
 
 
 def run_round(trainer, timer: StepTimer, steps: int, reuse_memory: bool = False) -> float:
@@ -294,7 +277,7 @@ def bench_preset(preset: str, paths: dict, opts, peak: float, device: str) -> di
         log(
             f"[{preset}] {device}, batch {opts.batch_size} x {seq} tokens, tokenizer vocab {len(tokenizer)}, "
             f"model vocab {base.model.config.vocab_size}, "
-            f"{torch.get_num_threads()} threads; ours: {json.dumps({k: v for k, v in dev.items() if k != 'hardware'}, default=str)}"
+            f"{torch.get_num_threads()} threads; ours: {json.dumps(dev, default=str)}"
         )
         # warm-up: one short round each (allocator, kernels, compile), not counted
         for name, trainer in (("baseline", base), ("ours", ours)):

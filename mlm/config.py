@@ -118,29 +118,41 @@ def config_from_dict(cls: type[T], data: dict | None, where: str, validate: bool
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
-    """Add one option per dataclass field (`--max_seq_length` and `--max-seq-length`)."""
+    """Add one option per dataclass field, in argument groups by option group (`mlm.options`); the
+    `--max-seq-length` spelling of `--max_seq_length` is accepted too, without being listed twice."""
+    from mlm.options import group_of
+
     hints = _field_types(cls)
+    groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        title = group_of(cls, f.name) or "options"
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        target = groups[title]
         help_text = f.metadata.get("help", "")
-        base, _ = _base_type(hints[f.name])
-        if f.default is not dataclasses.MISSING and f.default is not None:
-            help_text += f" (default: {f.default})"
         if f.name in positional:
             parser.add_argument(f.name, help=help_text)
             continue
-        flags = [f"--{f.name}"]
+        if f.default is not dataclasses.MISSING and f.default not in (None, ""):
+            help_text += f" (default: {f.default})"
+        kwargs = _argument_kwargs(f, hints[f.name], help_text)
+        target.add_argument(f"--{f.name}", **kwargs)
         if "_" in f.name:
-            flags.append(f"--{f.name.replace('_', '-')}")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        if "const" in f.metadata:  # `--resume` alone means `--resume latest`
-            kwargs.update(nargs="?", const=f.metadata["const"])
-        elif base is bool:
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
-        elif base is list:
-            kwargs.update(nargs="+", metavar="X")
-        elif base is dict:
-            kwargs.update(metavar="JSON")
-        parser.add_argument(*flags, **kwargs)
+            target.add_argument(f"--{f.name.replace('_', '-')}", **{**kwargs, "help": argparse.SUPPRESS})
+
+
+def _argument_kwargs(f: dataclasses.Field, tp: Any, help_text: str) -> dict[str, Any]:
+    base, _ = _base_type(tp)
+    kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+    if "const" in f.metadata:  # `--resume` alone means `--resume latest`
+        kwargs.update(nargs="?", const=f.metadata["const"])
+    elif base is bool:
+        kwargs.update(nargs="?", const="true", metavar="BOOL")
+    elif base is list:
+        kwargs.update(nargs="+", metavar="X")
+    elif base is dict:
+        kwargs.update(metavar="JSON")
+    return kwargs
 
 
 def config_from_args(cls: type[T], ns: argparse.Namespace, base: dict | None = None, where: str = "") -> T:

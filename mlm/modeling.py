@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,54 @@ OVERRIDE_KEYS = (
 )
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+PRESET_DEFAULTS = BertConfig().to_dict()  # the type of each overridable field
+
+
+@dataclass
+class ModelOptions:
+    """The encoder to build: a size preset, overrides, attention kernel and prediction head."""
+
+    GROUP: ClassVar[str] = "model"
+
+    preset: str = field(default="tiny", metadata={"help": "model size: " + ", ".join(PRESETS)})
+    model_overrides: dict = field(
+        default_factory=dict, metadata={"help": 'BertConfig overrides, e.g. {"num_hidden_layers": 3}'}
+    )
+    masked_only_head: bool = field(
+        default=True, metadata={"help": "score only the masked positions (fast); false = stock full head"}
+    )
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "attention kernel: " + ", ".join(ATTN_IMPLEMENTATIONS)}
+    )
+    pad_vocab_to_multiple_of: int = field(
+        default=64, metadata={"help": "round the model's vocabulary up to a multiple of this (1 = off)"}
+    )
+
+    def validate(self) -> None:
+        check_model_options(self.preset, self.model_overrides, self.attn_implementation)
+        if self.pad_vocab_to_multiple_of < 1:
+            raise UserError(f"pad_vocab_to_multiple_of must be >= 1, got {self.pad_vocab_to_multiple_of}")
+
+
+def check_model_options(preset: str, overrides: dict[str, Any], attn_implementation: str) -> None:
+    """UserError for an unknown preset, override key or attention kernel, or an override of the wrong type."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
+    if unknown:
+        raise UserError(
+            f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(OVERRIDE_KEYS)}"
+        )
+    for key, value in overrides.items():
+        kind = type(PRESET_DEFAULTS.get(key, value))
+        if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"model_overrides: {key} should be a number, got {value!r}")
+        if kind is str and not isinstance(value, str):
+            raise UserError(f"model_overrides: {key} should be a string, got {value!r}")
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise UserError(
+            f"unknown attn_implementation {attn_implementation!r}; choose one of: {', '.join(ATTN_IMPLEMENTATIONS)}"
+        )
 
 
 def build_config(
@@ -50,18 +99,8 @@ def build_config(
     pad_vocab_to_multiple_of: int = 64,
 ) -> BertConfig:
     """A BertConfig for `preset`, with the vocabulary rounded up to a multiple of `pad_vocab_to_multiple_of`."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown model preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
-    if unknown:
-        raise UserError(
-            f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(OVERRIDE_KEYS)}"
-        )
-    if attn_implementation not in ATTN_IMPLEMENTATIONS:
-        raise UserError(
-            f"unknown attn_implementation {attn_implementation!r}; choose one of: {', '.join(ATTN_IMPLEMENTATIONS)}"
-        )
+    check_model_options(preset, overrides, attn_implementation)
     if vocab_size < 1 or max_seq_length < 1:
         raise UserError(
             f"vocab_size and max_seq_length must be positive, got {vocab_size} and {max_seq_length}"
@@ -99,7 +138,7 @@ def _fused_loss_applies(rows: torch.Tensor) -> bool:
     )
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
+class LinearCrossEntropy(torch.autograd.Function):
     """mean(cross_entropy(x @ weight.T + bias, targets)) over targets != -100: the value and gradients of
     `F.cross_entropy(F.linear(x, weight, bias), targets)` with fewer passes over the (rows, vocab) tensor,
     which is what the masked-only head's CPU time goes to besides its three matmuls:
@@ -159,7 +198,7 @@ def _cpu_fp32_training(module: torch.nn.Module, x: torch.Tensor) -> bool:
     )
 
 
-def _cpu_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+def cpu_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout, each element kept with probability 1 - p (to within 2**-31) and scaled by 1 / (1 - p),
     like F.dropout; the mask comes from 31-bit random integers, which torch's CPU generator draws several
     times faster than `bernoulli_`'s floats (dropout masks were 15% of a CPU training step)."""
@@ -167,18 +206,18 @@ def _cpu_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return x * torch.where(keep, 1.0 / (1.0 - p), 0.0)
 
 
-class _CpuDropout(torch.nn.Dropout):
-    """nn.Dropout that draws its mask with `_cpu_dropout` in fp32 CPU training; nn.Dropout everywhere else."""
+class CpuDropout(torch.nn.Dropout):
+    """nn.Dropout that draws its mask with `cpu_dropout` in fp32 CPU training; nn.Dropout everywhere else."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p > 0 and _cpu_fp32_training(self, x):
-            return _cpu_dropout(x, self.p)
+            return cpu_dropout(x, self.p)
         return super().forward(x)
 
 
-class _CpuTrainingSelfAttention(BertSelfAttention):
+class CpuTrainingSelfAttention(BertSelfAttention):
     """BertSelfAttention with a CPU training path: one matmul for query, key and value (their weights
-    concatenated, the 1/sqrt(d) scale folded into the query's), softmax, `_cpu_dropout` on the attention
+    concatenated, the 1/sqrt(d) scale folded into the query's), softmax, `cpu_dropout` on the attention
     probabilities, matmul. The same function as the SDPA/eager kernels (which on CPU run this math path when
     dropout is on, drawing the mask with `bernoulli_`). Everything else (GPU, inference, fp16/bf16, decoders,
     caches, torch.compile) goes to BertSelfAttention."""
@@ -206,18 +245,18 @@ class _CpuTrainingSelfAttention(BertSelfAttention):
                 scores = scores + attention_mask
         probs = torch.softmax(scores, dim=-1)
         if self.dropout.p > 0:
-            probs = _cpu_dropout(probs, self.dropout.p)
+            probs = cpu_dropout(probs, self.dropout.p)
         out = torch.matmul(probs, value).transpose(1, 2).reshape(batch, length, heads * size)
         return out, None
 
 
-def _use_cpu_training_kernels(model: torch.nn.Module) -> None:
+def use_cpu_training_kernels(model: torch.nn.Module) -> None:
     """Swap in the CPU training paths above (same parameters, same state dict, same outputs off CPU)."""
     for module in model.modules():
         if type(module) is torch.nn.Dropout:
-            module.__class__ = _CpuDropout
+            module.__class__ = CpuDropout
         elif type(module) is BertSelfAttention:
-            module.__class__ = _CpuTrainingSelfAttention
+            module.__class__ = CpuTrainingSelfAttention
 
 
 class BertForMaskedOnlyLM(BertForMaskedLM):
@@ -233,7 +272,7 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        _use_cpu_training_kernels(self)
+        use_cpu_training_kernels(self)
 
     def forward(
         self,
@@ -264,7 +303,7 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
         """Transform + decoder (+ bias) on the gathered rows, mean cross-entropy over targets != -100."""
         if _fused_loss_applies(rows):
             decoder = self.cls.predictions.decoder
-            loss = _LinearCrossEntropy.apply(
+            loss = LinearCrossEntropy.apply(
                 self.cls.predictions.transform(rows), decoder.weight, decoder.bias, targets
             )
             return MaskedLMOutput(loss=loss)  # training: the logits were turned into the gradient

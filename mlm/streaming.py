@@ -6,9 +6,7 @@
   `epoch * N + index`, so every draw of a block is told apart from the others (its masking seed).
 - `batch_seed` / `SeededMasking`: masking that depends only on the seed and the draws in the batch, not on
   any RNG stream, so a resumed run masks exactly as an uninterrupted one (any number of workers too).
-- Checkpoint completeness: `mark_complete` writes `checkpoint_complete.json` into a checkpoint once every
-  process has written everything; `latest_complete_checkpoint` picks the newest checkpoint that has it. The
-  file also holds the data position (`blocks_consumed`), from which a streaming run resumes.
+- Checkpoints (completeness, the data position a streaming run resumes from) are in `mlm.checkpoints`.
 
 Stream order: draw p of the global stream is block `order_k(p mod N)` of the train split, in pass
 k = p // N, where `order_k` is a permutation of the N blocks made from (seed, k) by a keyed Feistel network
@@ -21,9 +19,7 @@ exactly and a resumed stream starts at the next unseen draw without touching any
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,10 +28,6 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
-
-COMPLETE_FILE = "checkpoint_complete.json"
-CHECKPOINT_PREFIX = "checkpoint-"
-
 
 # ------------------------------------------------------------------------------------------- masking
 
@@ -202,110 +194,3 @@ class PackedStream(torch.utils.data.IterableDataset):
                 item["sample_id"] = torch.tensor(first + r, dtype=torch.int64)
                 yield item
             j += workers
-
-
-# -------------------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_step(folder: str | os.PathLike) -> int | None:
-    name = Path(folder).name
-    if not name.startswith(CHECKPOINT_PREFIX):
-        return None
-    try:
-        return int(name[len(CHECKPOINT_PREFIX) :])
-    except ValueError:
-        return None
-
-
-def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
-    """checkpoint-N folders of `output_dir`, newest first."""
-    found = []
-    try:
-        entries = list(output_dir.iterdir())
-    except OSError:
-        return []
-    for p in entries:
-        step = checkpoint_step(p)
-        if step is not None and p.is_dir():
-            found.append((step, p))
-    return sorted(found, reverse=True)
-
-
-def mark_complete(folder: str | os.PathLike, global_step: int, data: dict | None = None) -> None:
-    """Record that `folder` is whole: every file with its size, the step and the data position. Written last
-    (atomically), once every process has written its part."""
-    from data_prep.io import write_json
-
-    folder = Path(folder)
-    files = {
-        p.relative_to(folder).as_posix(): p.stat().st_size
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != COMPLETE_FILE and not p.name.startswith(".")
-    }
-    write_json(folder / COMPLETE_FILE, {"global_step": global_step, "data": data or {}, "files": files})
-
-
-def read_complete(folder: str | os.PathLike) -> dict | None:
-    """The completeness record of a checkpoint when it is whole (every listed file there, same size)."""
-    folder = Path(folder)
-    try:
-        record = json.loads((folder / COMPLETE_FILE).read_text())
-        for rel, size in record["files"].items():
-            if (folder / rel).stat().st_size != size:
-                return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return record
-
-
-def _legacy_complete(folder: Path, step: int) -> bool:
-    """A checkpoint written without completeness records (plain Trainer): its trainer_state.json, written
-    last by the Trainer, is there and says the same step."""
-    try:
-        return json.loads((folder / "trainer_state.json").read_text()).get("global_step") == step
-    except (OSError, ValueError):
-        return False
-
-
-def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
-    """(newest complete checkpoint or None, incomplete checkpoints newer than it)."""
-    found = _checkpoints(Path(output_dir))
-    legacy = not any((p / COMPLETE_FILE).exists() for _, p in found)
-    skipped = []
-    for step, path in found:
-        if read_complete(path) is not None or (legacy and _legacy_complete(path, step)):
-            return path, skipped
-        skipped.append(path)
-    return None, skipped
-
-
-def remove_checkpoints(paths: list[Path]) -> None:
-    """Delete (incomplete or rotated) checkpoints: renamed first, so a half-deleted one never looks whole."""
-    for path in paths:
-        trash = path.with_name(f".{path.name}.deleting-{os.getpid()}")
-        try:
-            os.replace(path, trash)
-        except OSError:
-            continue
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-def rotate_complete(output_dir: str | os.PathLike, keep: int | None) -> None:
-    """Keep the newest `keep` complete checkpoints; drop older complete and incomplete ones."""
-    if not keep or keep < 1:
-        return
-    found = _checkpoints(Path(output_dir))
-    complete = [p for _, p in found if read_complete(p) is not None]
-    if not complete:
-        return
-    newest = checkpoint_step(complete[0])
-    stale = complete[keep:] + [
-        p for s, p in found if s < newest and p not in complete
-    ]  # incomplete and older than a whole one: the leftovers of a kill
-    remove_checkpoints(stale)
-
-
-def data_state(folder: str | os.PathLike) -> dict:
-    """The data position a checkpoint records ({} when none)."""
-    record = read_complete(folder)
-    return dict(record.get("data") or {}) if record else {}

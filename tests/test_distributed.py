@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlm.checkpoints import COMPLETE_FILE, read_complete
 from mlm.pretrain import PretrainConfig, pretrain
-from mlm.streaming import COMPLETE_FILE, read_complete
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
@@ -201,13 +201,15 @@ def test_process_group_destroyed_at_exit(tmp_path):
     script = f"""
 import atexit, torch.distributed as dist
 from mlm.distributed import destroy_process_group_at_exit
-dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+dist.init_process_group("gloo", init_method="file://{tmp_path / "store"}", rank=0, world_size=1)
 destroy_process_group_at_exit()
 destroy_process_group_at_exit()  # idempotent
 atexit._run_exitfuncs()
 print("initialized after exit handlers:", dist.is_initialized())
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "initialized after exit handlers: False" in done.stdout

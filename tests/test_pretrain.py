@@ -101,7 +101,7 @@ def test_block_dataset_is_compact_and_follows_the_selection():
     import torch
 
     from data_prep.errors import UserError
-    from mlm.pretrain import BlockDataset
+    from mlm.data import BlockDataset
 
     ds = datasets.Dataset.from_dict(
         {"input_ids": [[2, 10 + i, 3] for i in range(5)], "word_start": [[1, 1, 1]] * 5}

@@ -19,8 +19,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mlm.pretrain import PretrainConfig, pretrain, resolve_resume
-from mlm.streaming import COMPLETE_FILE, PackedStream, latest_complete_checkpoint, read_complete
+from mlm.checkpoints import COMPLETE_FILE, latest_complete_checkpoint, read_complete, resolve_resume
+from mlm.pretrain import PretrainConfig, pretrain
+from mlm.streaming import PackedStream
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
@@ -31,14 +32,15 @@ import json, sys, time
 import torch
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
-import mlm.pretrain as pt
+from mlm.pretrain import PretrainConfig, pretrain
+from mlm.trainer import PretrainTrainer
 kw, pause = json.loads(sys.argv[1]), float(sys.argv[2])
-step = pt._TimedTrainer.training_step
+step = PretrainTrainer.training_step
 def slow_step(self, *a, **k):
     time.sleep(pause)
     return step(self, *a, **k)
-pt._TimedTrainer.training_step = slow_step
-pt.pretrain(pt.PretrainConfig(**kw))
+PretrainTrainer.training_step = slow_step
+pretrain(PretrainConfig(**kw))
 """
 
 
@@ -211,7 +213,7 @@ def test_incomplete_checkpoints_are_ignored_and_removed(packed_dir, tmp_path):
     keep = truncated.read_bytes()
     truncated.write_bytes(keep[:10])
     cfg = PretrainConfig(**_kw(packed_dir, out, max_steps=6, resume="latest"))
-    assert Path(resolve_resume(cfg)).name == "checkpoint-2"
+    assert Path(resolve_resume(cfg.resume, cfg.output_dir)).name == "checkpoint-2"
     assert not partial.exists() and not (out / "checkpoint-4").exists()  # removed: they can never be used
 
 

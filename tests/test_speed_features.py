@@ -9,9 +9,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer, Trainer, TrainingArguments
 
+from mlm.data import BlockDataset, load_packed
 from mlm.masking import MaskingCollator, MaskingConfig
 from mlm.modeling import build_config, build_model
-from mlm.pretrain import BlockDataset, PretrainConfig, _device_defaults, load_packed, pretrain
+from mlm.options import hardware, training_arguments
+from mlm.pretrain import PretrainConfig, pretrain
 
 TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -21,12 +23,11 @@ def _cfg(**kw) -> PretrainConfig:
 
 
 def test_cpu_defaults_are_applied(tmp_path):
-    dev = _device_defaults(_cfg(use_cpu=True))
-    ta = dev["training_args"]
+    ta = training_arguments(_cfg(use_cpu=True))
     assert ta["optim"] == "adamw_torch_fused" and ta["bf16"] is False
     assert ta["dataloader_num_workers"] == 0 and ta["dataloader_pin_memory"] is False
     assert "tf32" not in ta and ta["torch_compile"] is False
-    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", **ta)
+    args = TrainingArguments(**{**ta, "output_dir": str(tmp_path)})
     model = build_model(build_config("tiny", 128, 16, overrides=TINY))
     trainer = Trainer(model=model, args=args)
     trainer.create_optimizer()
@@ -39,7 +40,7 @@ def test_explicit_options_win(monkeypatch):
     cfg = _cfg(
         use_cpu=True, optim="adamw_torch", dataloader_num_workers=2, dataloader_pin_memory=True, bf16=True
     )
-    ta = _device_defaults(cfg)["training_args"]
+    ta = training_arguments(cfg)
     assert ta["optim"] == "adamw_torch" and ta["dataloader_num_workers"] == 2
     assert ta["dataloader_pin_memory"] is True and ta["bf16"] is True
     assert ta["dataloader_persistent_workers"] is True and ta["dataloader_prefetch_factor"] == 4
@@ -51,15 +52,14 @@ def test_gpu_defaults(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Fake GPU")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))
     monkeypatch.setattr("os.cpu_count", lambda: 16)
-    dev = _device_defaults(_cfg())
-    ta = dev["training_args"]
-    assert dev["hardware"] == "Fake GPU" and dev["bf16"] is True
+    ta = training_arguments(_cfg())
+    assert hardware(_cfg()) == "Fake GPU"
     assert ta["bf16"] is True and ta["dataloader_pin_memory"] is True and ta["tf32"] is True
     assert ta["dataloader_num_workers"] == 4 and ta["dataloader_persistent_workers"] is True
     assert ta["optim"] == "adamw_torch_fused"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 0))
-    assert "tf32" not in _device_defaults(_cfg())["training_args"]  # pre-Ampere: TrainingArguments refuses it
-    ta = _device_defaults(_cfg(use_cpu=True))["training_args"]  # use_cpu beats the GPU
+    assert "tf32" not in training_arguments(_cfg())  # pre-Ampere: TrainingArguments refuses it
+    ta = training_arguments(_cfg(use_cpu=True))  # use_cpu beats the GPU
     assert ta["bf16"] is False and ta["dataloader_num_workers"] == 0
 
 
@@ -175,7 +175,7 @@ def test_fixed_count_compiles_to_one_graph(blocks_and_tokenizer):
 @pytest.mark.parametrize("threads", [1, 2])  # the weight gradient's matmul layout depends on it
 @pytest.mark.parametrize("scale", [1.0, 300.0])  # 300: some target probabilities underflow to 0
 def test_fused_cpu_loss_matches_cross_entropy(scale, threads, monkeypatch):
-    from mlm.modeling import _LinearCrossEntropy
+    from mlm.modeling import LinearCrossEntropy
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     g = torch.Generator().manual_seed(0)
@@ -187,7 +187,7 @@ def test_fused_cpu_loss_matches_cross_entropy(scale, threads, monkeypatch):
     for fused in (False, True):
         x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
         if fused:
-            loss = _LinearCrossEntropy.apply(x, w, b, targets)
+            loss = LinearCrossEntropy.apply(x, w, b, targets)
         else:
             loss = torch.nn.functional.cross_entropy(torch.nn.functional.linear(x, w, b), targets)
         (2.5 * loss).backward()
@@ -208,10 +208,10 @@ def test_reuse_freed_memory_switches_back():
 
 
 def test_cpu_dropout_distribution_and_gradient():
-    from mlm.modeling import _cpu_dropout
+    from mlm.modeling import cpu_dropout
 
     x = torch.ones(1_000_000, requires_grad=True)
-    y = _cpu_dropout(x, 0.1)
+    y = cpu_dropout(x, 0.1)
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.9) < 0.002
     torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.9))
@@ -224,15 +224,15 @@ def test_cpu_training_attention_matches_stock(padded):
     """The CPU training kernels (attention, dropout) compute what BertForMaskedLM's do, dropout off."""
     from transformers import BertForMaskedLM
 
-    from mlm.modeling import _CpuDropout, _CpuTrainingSelfAttention
+    from mlm.modeling import CpuDropout, CpuTrainingSelfAttention
 
     overrides = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)
     stock = BertForMaskedLM(build_config("tiny", 128, 16, overrides=overrides))
     ours = build_model(stock.config)
     ours.load_state_dict(stock.state_dict())
-    assert any(type(m) is _CpuTrainingSelfAttention for m in ours.modules())
-    assert any(type(m) is _CpuDropout for m in ours.modules())
+    assert any(type(m) is CpuTrainingSelfAttention for m in ours.modules())
+    assert any(type(m) is CpuDropout for m in ours.modules())
     ids = torch.randint(5, 128, (3, 16), generator=torch.Generator().manual_seed(1))
     mask = torch.ones_like(ids)
     if padded:

@@ -1,0 +1,170 @@
+"""Checkpoint folders: their step, completeness, rotation, and where a run resumes from.
+
+- `mark_complete` writes `checkpoint_complete.json` into a checkpoint once every process has written
+  everything (with the data position, `blocks_consumed`); `latest_complete_checkpoint` picks the newest
+  checkpoint that has it, so a checkpoint cut short by a kill is never resumed from.
+- `resolve_resume` turns the `resume` option (latest, a folder, a Hub repo id) into a checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from data_prep.errors import UserError
+from data_prep.io import read_json
+
+COMPLETE_FILE = "checkpoint_complete.json"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def checkpoint_step(folder: str | os.PathLike) -> int | None:
+    name = Path(folder).name
+    if not name.startswith(CHECKPOINT_PREFIX):
+        return None
+    try:
+        return int(name[len(CHECKPOINT_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """checkpoint-N folders of `output_dir`, newest first."""
+    found = []
+    try:
+        entries = list(output_dir.iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        step = checkpoint_step(p)
+        if step is not None and p.is_dir():
+            found.append((step, p))
+    return sorted(found, reverse=True)
+
+
+def mark_complete(folder: str | os.PathLike, global_step: int, data: dict | None = None) -> None:
+    """Record that `folder` is whole: every file with its size, the step and the data position. Written last
+    (atomically), once every process has written its part."""
+    from data_prep.io import write_json
+
+    folder = Path(folder)
+    files = {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != COMPLETE_FILE and not p.name.startswith(".")
+    }
+    write_json(folder / COMPLETE_FILE, {"global_step": global_step, "data": data or {}, "files": files})
+
+
+def read_complete(folder: str | os.PathLike) -> dict | None:
+    """The completeness record of a checkpoint when it is whole (every listed file there, same size)."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / COMPLETE_FILE).read_text())
+        for rel, size in record["files"].items():
+            if (folder / rel).stat().st_size != size:
+                return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return record
+
+
+def _legacy_complete(folder: Path, step: int) -> bool:
+    """A checkpoint written without completeness records (plain Trainer): its trainer_state.json, written
+    last by the Trainer, is there and says the same step."""
+    try:
+        return json.loads((folder / "trainer_state.json").read_text()).get("global_step") == step
+    except (OSError, ValueError):
+        return False
+
+
+def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
+    """(newest complete checkpoint or None, incomplete checkpoints newer than it)."""
+    found = _checkpoints(Path(output_dir))
+    legacy = not any((p / COMPLETE_FILE).exists() for _, p in found)
+    skipped = []
+    for step, path in found:
+        if read_complete(path) is not None or (legacy and _legacy_complete(path, step)):
+            return path, skipped
+        skipped.append(path)
+    return None, skipped
+
+
+def remove_checkpoints(paths: list[Path]) -> None:
+    """Delete (incomplete or rotated) checkpoints: renamed first, so a half-deleted one never looks whole."""
+    for path in paths:
+        trash = path.with_name(f".{path.name}.deleting-{os.getpid()}")
+        try:
+            os.replace(path, trash)
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def rotate_complete(output_dir: str | os.PathLike, keep: int | None) -> None:
+    """Keep the newest `keep` complete checkpoints; drop older complete and incomplete ones."""
+    if not keep or keep < 1:
+        return
+    found = _checkpoints(Path(output_dir))
+    complete = [p for _, p in found if read_complete(p) is not None]
+    if not complete:
+        return
+    newest = checkpoint_step(complete[0])
+    stale = complete[keep:] + [
+        p for s, p in found if s < newest and p not in complete
+    ]  # incomplete and older than a whole one: the leftovers of a kill
+    remove_checkpoints(stale)
+
+
+def data_state(folder: str | os.PathLike) -> dict:
+    """The data position a checkpoint records ({} when none)."""
+    record = read_complete(folder)
+    return dict(record.get("data") or {}) if record else {}
+
+
+def resolve_resume(resume: str | None, output_dir: str | os.PathLike, is_main: bool = True) -> str | None:
+    """The `resume` option as a checkpoint folder, or None: 'latest' (or `--resume` alone) is the newest
+    complete checkpoint in `output_dir` (incomplete newer ones are removed), 'auto' the same or None, a
+    folder itself, a Hub repo id its pushed `last-checkpoint/` (downloaded into output_dir/hub_resume)."""
+    if not resume or str(resume).lower() in ("false", "no", "none"):
+        return None
+    if str(resume).lower() in ("latest", "true", "yes", "auto"):
+        out = Path(output_dir)
+        last, incomplete = latest_complete_checkpoint(out) if out.is_dir() else (None, [])
+        if incomplete and is_main:
+            names = ", ".join(p.name for p in incomplete)
+            print(f"resume: removing incomplete checkpoint(s) {names} (interrupted while being written)")
+            remove_checkpoints(incomplete)
+        if last is None:
+            if str(resume).lower() == "auto":
+                return None
+            raise UserError(f"resume: no checkpoint found in {out}")
+        return str(last)
+    if Path(resume).is_dir():
+        return str(resume)
+    from mlm.hub import looks_like_repo_id
+    from mlm.hub import resolve_resume as resolve_hub_resume
+
+    if looks_like_repo_id(resume):
+        return resolve_hub_resume(resume, str(Path(output_dir) / "hub_resume"))
+    raise UserError(f"resume: checkpoint not found: {resume}")
+
+
+def resumed_step(resume_from: str | None) -> int:
+    """The optimizer step a run resumed from `resume_from` starts at (0 for a fresh run)."""
+    if not resume_from:
+        return 0
+    state = Path(resume_from) / "trainer_state.json"
+    if state.is_file():
+        return int(read_json(state).get("global_step", 0))
+    return checkpoint_step(resume_from) or 0
+
+
+def stream_start(resume_from: str | None, global_batch: int) -> int:
+    """Blocks of the stream consumed before `resume_from` (0 for a fresh run)."""
+    data = data_state(resume_from) if resume_from else {}
+    if data.get("streaming") and "blocks_consumed" in data:
+        return int(data["blocks_consumed"])
+    return resumed_step(resume_from) * global_batch  # no position saved: every step took one global batch
