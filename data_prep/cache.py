@@ -1,4 +1,4 @@
-"""Skip work whose inputs are unchanged: a fingerprint of the inputs, kept in a small JSON record beside the work.
+"""Skip work whose inputs are unchanged: a fingerprint of the inputs, kept in a JSON record beside the work.
 
 The one "reuse if unchanged" rule of the project (recipe steps, `mlm evaluate`'s task data and runs):
 

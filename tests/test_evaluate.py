@@ -217,6 +217,13 @@ def test_bad_suites(tmp_path, suite_file, pretrain_run):
     check({**good, "tasks": {"x": {**good["tasks"]["trec"], "label_transform": "upper"}}}, "label_transform")
     check({**good, "tasks": {"x": {**good["tasks"]["trec"], "metrics": ["auc"]}}}, "auc")
     check("tasks: [unclosed", "YAML|tasks")
+    # the same one-line errors as recipes: wrong types, unknown keys at every level, missing required keys
+    check({**good, "seeds": "many"}, "'seeds' should be an integer")
+    check({**good, "finetune": {"seed": 1}}, "finetune: unknown key.*seed; valid keys: learning_rate")
+    trec = good["tasks"]["trec"]
+    check({**good, "tasks": {"x": {**trec, "train": {"file": "a.csv"}}}}, "train: unknown key")
+    check({**good, "tasks": {"x": {**trec, "test": {"encoding": "utf-8"}}}}, "missing.*path")
+    check({k: v for k, v in good.items() if k != "tasks"}, "missing required key.*tasks")
     with pytest.raises(UserError, match="not found"):
         load_suite(tmp_path / "missing.yaml")
     with pytest.raises(UserError, match="got 2"):
