@@ -200,6 +200,32 @@ def test_rerun_reuses_finished_runs(evaluated, pretrain_run, suite_file):
     )
 
 
+def test_progress_is_one_line_per_run(pretrain_run, suite_file, tmp_path, capfd):
+    """By default one line per run: no Trainer log dicts, no model-load report; verbose shows them."""
+    cfg = EvaluateConfig(
+        model=str(pretrain_run / "final"),
+        suite=str(suite_file),
+        output_dir=str(tmp_path / "out"),
+        seeds=1,
+        tasks=["trec"],
+        label_fractions=["1.0"],
+        no_scratch=True,
+    )
+    evaluate(cfg)
+    out, err = capfd.readouterr()
+    lines = [line for line in out.splitlines() if line.startswith("[evaluate] run ")]
+    assert [line.split(":")[0] for line in lines] == [
+        "[evaluate] run 1/2 task trec, pretrained, 100% labels, seed 0",
+        "[evaluate] run 2/2 task trec, tfidf, 100% labels, seed 0",
+    ]
+    assert "test accuracy=" in lines[0] and "ETA" in lines[0]
+    assert "{'loss':" not in out and "LOAD REPORT" not in out + err
+    cfg.verbose, cfg.force = True, True
+    evaluate(cfg)
+    out, err = capfd.readouterr()
+    assert "{'loss':" in out
+
+
 def test_bad_suites(tmp_path, suite_file, pretrain_run):
     good = yaml.safe_load(suite_file.read_text())
 
