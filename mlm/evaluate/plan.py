@@ -50,7 +50,7 @@ class Run:
     def describe(self) -> str:
         g = self.group
         what = g.model.name if g.intermediate else g.method
-        return f"task {g.task.name}, {what}, {g.fraction:.0%} labels, seed {self.seed}"
+        return f"task {g.task.name}, {what}, {g.fraction * 100:g}% labels, seed {self.seed}"
 
 
 @dataclass
