@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -12,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_prep import cache
 from data_prep.errors import UserError
-from data_prep.io import read_json, write_json
 from mlm.config import config_from_dict, load_yaml
 
 STEPS = ("prepare", "tokenizer", "pack", "pretrain", "finetune", "report")
@@ -140,15 +138,7 @@ def _non_defaults(cfg: Any) -> dict[str, Any]:
 
 
 def _fingerprint(step: str, cfg: Any, upstream: list[str]) -> str:
-    blob = json.dumps(
-        {"step": step, "config": _non_defaults(cfg), "upstream": upstream}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _is_done(folder: Path, fingerprint: str) -> bool:
-    f = folder / FINGERPRINT_FILE
-    return f.is_file() and read_json(f).get("fingerprint") == fingerprint
+    return cache.fingerprint({"step": step, "config": _non_defaults(cfg), "upstream": upstream})
 
 
 def _launch() -> tuple[int, int]:
@@ -179,12 +169,12 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
         fingerprints.append(fp)
         folder = _step_folder(step, cfg, plan)
         if step not in wanted:
-            if (folder / FINGERPRINT_FILE).is_file():
-                results[step] = read_json(folder / FINGERPRINT_FILE).get("result")
+            if (done := cache.read(folder / FINGERPRINT_FILE)) is not None:
+                results[step] = done.get("result")
             continue
-        if not run.force and step != "report" and _is_done(folder, fp):
+        if not run.force and step != "report" and (done := cache.lookup(folder / FINGERPRINT_FILE, fp)):
             log(f"[{step}] unchanged, reusing {folder}")
-            results[step] = read_json(folder / FINGERPRINT_FILE).get("result")
+            results[step] = done.get("result")
             continue
         if world > 1 and step != "pretrain":
             if STEPS.index(step) < STEPS.index("pretrain"):
@@ -214,7 +204,7 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
         results[step] = _RUNNERS[step](cfg, plan, results)
         timings[step] = round(time.perf_counter() - t, 1)
         if step != "report" and rank == 0:
-            write_json(folder / FINGERPRINT_FILE, {"fingerprint": fp, "result": results[step]})
+            cache.store(folder / FINGERPRINT_FILE, fp, result=results[step])
         log(f"[{step}] done in {timings[step]:.1f} s")
     return results.get("report") or results
 

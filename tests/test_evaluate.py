@@ -200,6 +200,32 @@ def test_rerun_reuses_finished_runs(evaluated, pretrain_run, suite_file):
     )
 
 
+def test_progress_is_one_line_per_run(pretrain_run, suite_file, tmp_path, capfd):
+    """By default one line per run: no Trainer log dicts, no model-load report; verbose shows them."""
+    cfg = EvaluateConfig(
+        model=str(pretrain_run / "final"),
+        suite=str(suite_file),
+        output_dir=str(tmp_path / "out"),
+        seeds=1,
+        tasks=["trec"],
+        label_fractions=["1.0"],
+        no_scratch=True,
+    )
+    evaluate(cfg)
+    out, err = capfd.readouterr()
+    lines = [line for line in out.splitlines() if line.startswith("[evaluate] run ")]
+    assert [line.split(":")[0] for line in lines] == [
+        "[evaluate] run 1/2 task trec, pretrained, 100% labels, seed 0",
+        "[evaluate] run 2/2 task trec, tfidf, 100% labels, seed 0",
+    ]
+    assert "test accuracy=" in lines[0] and "ETA" in lines[0]
+    assert "{'loss':" not in out and "LOAD REPORT" not in out + err
+    cfg.verbose, cfg.force = True, True
+    evaluate(cfg)
+    out, err = capfd.readouterr()
+    assert "{'loss':" in out
+
+
 def test_bad_suites(tmp_path, suite_file, pretrain_run):
     good = yaml.safe_load(suite_file.read_text())
 
@@ -217,6 +243,13 @@ def test_bad_suites(tmp_path, suite_file, pretrain_run):
     check({**good, "tasks": {"x": {**good["tasks"]["trec"], "label_transform": "upper"}}}, "label_transform")
     check({**good, "tasks": {"x": {**good["tasks"]["trec"], "metrics": ["auc"]}}}, "auc")
     check("tasks: [unclosed", "YAML|tasks")
+    # the same one-line errors as recipes: wrong types, unknown keys at every level, missing required keys
+    check({**good, "seeds": "many"}, "'seeds' should be an integer")
+    check({**good, "finetune": {"seed": 1}}, "finetune: unknown key.*seed; valid keys: learning_rate")
+    trec = good["tasks"]["trec"]
+    check({**good, "tasks": {"x": {**trec, "train": {"file": "a.csv"}}}}, "train: unknown key")
+    check({**good, "tasks": {"x": {**trec, "test": {"encoding": "utf-8"}}}}, "missing.*path")
+    check({k: v for k, v in good.items() if k != "tasks"}, "missing required key.*tasks")
     with pytest.raises(UserError, match="not found"):
         load_suite(tmp_path / "missing.yaml")
     with pytest.raises(UserError, match="got 2"):

@@ -1,6 +1,10 @@
-"""Shared helpers for the metric modules: their MetricInfo, input checks and the confusion matrix."""
+"""Shared helpers for the metric modules: their MetricInfo, input checks, and calling scikit-learn."""
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import datasets
 import evaluate
@@ -29,20 +33,12 @@ def as_label_arrays(predictions, references) -> tuple[np.ndarray, np.ndarray]:
     return preds, refs
 
 
-def confusion_matrix(preds: np.ndarray, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, matrix) where matrix[i, j] counts references labels[i] predicted as labels[j]."""
-    labels = np.union1d(preds, refs)
-    ref_idx = np.searchsorted(labels, refs)
-    pred_idx = np.searchsorted(labels, preds)
-    matrix = np.zeros((labels.size, labels.size), dtype=np.int64)
-    np.add.at(matrix, (ref_idx, pred_idx), 1)
-    return labels, matrix
-
-
-def safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with 0 where den is 0 (scikit-learn's zero_division=0)."""
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
+def sklearn_score(fn: Callable[..., Any], predictions, references, **kwargs: Any) -> float:
+    """`fn(references, predictions, **kwargs)`, a `sklearn.metrics` score, as a float; 0.0 on empty inputs."""
+    preds, refs = as_label_arrays(predictions, references)
+    if refs.size == 0:
+        return 0.0
+    with warnings.catch_warnings():
+        # "a single label was found in y_true and y_pred": the score is still the right one (0 for MCC)
+        warnings.simplefilter("ignore", UserWarning)
+        return float(fn(refs, preds, **kwargs))

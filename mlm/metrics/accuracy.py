@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import evaluate
-import numpy as np
+from sklearn.metrics import accuracy_score
 
 from mlm.metrics import _arrays
 
@@ -35,7 +35,7 @@ Example:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
 class Accuracy(evaluate.Metric):
-    """Accuracy, computed with numpy (no Hub download)."""
+    """Accuracy, computed by scikit-learn (no Hub download)."""
 
     def _info(self) -> evaluate.MetricInfo:
         return _arrays.label_metric_info(
@@ -43,8 +43,5 @@ class Accuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, normalize: bool = True) -> dict:
-        preds, refs = _arrays.as_label_arrays(predictions, references)
-        correct = int(np.sum(preds == refs))
-        if not normalize:
-            return {"accuracy": correct}
-        return {"accuracy": float(correct / refs.size) if refs.size else 0.0}
+        score = _arrays.sklearn_score(accuracy_score, predictions, references, normalize=normalize)
+        return {"accuracy": score if normalize else int(score)}

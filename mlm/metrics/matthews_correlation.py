@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import evaluate
-import numpy as np
+from sklearn.metrics import matthews_corrcoef
 
 from mlm.metrics import _arrays
 
@@ -50,7 +48,7 @@ Example:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
 class MatthewsCorrelation(evaluate.Metric):
-    """Matthews correlation, computed with numpy (no Hub download); matches scikit-learn."""
+    """Matthews correlation, computed by scikit-learn (no Hub download)."""
 
     def _info(self) -> evaluate.MetricInfo:
         return _arrays.label_metric_info(
@@ -58,15 +56,5 @@ class MatthewsCorrelation(evaluate.Metric):
         )
 
     def _compute(self, predictions, references) -> dict:
-        preds, refs = _arrays.as_label_arrays(predictions, references)
-        _, matrix = _arrays.confusion_matrix(preds, refs)
-        matrix = matrix.astype(np.float64)
-        true_counts = matrix.sum(axis=1)
-        pred_counts = matrix.sum(axis=0)
-        correct = np.trace(matrix)
-        total = matrix.sum()
-        cov_tp = correct * total - true_counts @ pred_counts
-        cov_pp = total**2 - pred_counts @ pred_counts
-        cov_tt = total**2 - true_counts @ true_counts
-        den = cov_tt * cov_pp
-        return {"matthews_correlation": float(cov_tp / math.sqrt(den)) if den > 0 else 0.0}
+        score = _arrays.sklearn_score(matthews_corrcoef, predictions, references)
+        return {"matthews_correlation": score}
