@@ -330,8 +330,8 @@ def test_time_budget_schedule_with_a_fake_clock(monkeypatch):
 def test_incomplete_checkpoints_are_not_scored(pretrain_run, tmp_path):
     import shutil
 
+    from mlm.checkpoints import COMPLETE_FILE
     from mlm.evaluate import resolve_models
-    from mlm.streaming import COMPLETE_FILE
 
     run = tmp_path / "run"
     shutil.copytree(pretrain_run, run)

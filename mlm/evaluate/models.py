@@ -69,7 +69,7 @@ def checkpoint_info(path: Path) -> Checkpoint:
             seq = read_json(path / "config.json").get("max_position_embeddings")
         tokens = step * batch * seq if step is not None and batch and seq else None
     if step is None:
-        from mlm.streaming import checkpoint_step  # (torch: imported only when needed)
+        from mlm.checkpoints import checkpoint_step
 
         step = checkpoint_step(path)
     return Checkpoint(path=str(path), name=path.name, step=step, tokens_seen=tokens)
@@ -82,7 +82,7 @@ def _is_model(path: Path) -> bool:
 def _whole_checkpoint(path: Path) -> bool:
     """A checkpoint-N to score: whole by its completeness record when it has one (a run cut off while saving
     leaves a checkpoint without it, or with files of other sizes), else a model folder with weights."""
-    from mlm.streaming import COMPLETE_FILE, read_complete
+    from mlm.checkpoints import COMPLETE_FILE, read_complete
 
     if (path / COMPLETE_FILE).exists():
         return read_complete(path) is not None
