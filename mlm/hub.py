@@ -29,7 +29,8 @@ from typing import TypeVar
 from transformers import TrainerCallback
 
 from data_prep.errors import UserError
-from mlm.model_card import load_run_info, write_model_card
+from mlm.model_card import write_model_card
+from mlm.run_record import RunRecord
 
 T = TypeVar("T")
 
@@ -324,7 +325,7 @@ def push(cfg: PushConfig) -> str:
     token = hub.check_token()
     repo_id = hub.repo_id
     try:
-        write_model_card(folder, {**load_run_info(folder), "repo_id": repo_id})
+        write_model_card(folder, dataclasses.replace(RunRecord.load(folder), repo_id=repo_id))
     except OSError as exc:
         _say(f"warning: could not write the model card into {folder} ({exc}); pushing without refreshing it")
     files = _files_to_upload(folder, IGNORE_PATTERNS)
@@ -430,7 +431,7 @@ class HubPushCallback(TrainerCallback):
                     sub = LAST_CHECKPOINT if self.strategy == "checkpoint" else label
                     _link_tree(checkpoint, staging / sub, lambda rel: _matches(rel, IGNORE_PATTERNS))
                     delete = [f"{sub}/*"] if self.strategy == "checkpoint" else None
-                info = {**self.run_info, **load_run_info(checkpoint), "repo_id": self.repo_id}
+                info = {**self.run_info, **RunRecord.load(checkpoint).to_dict(), "repo_id": self.repo_id}
                 write_model_card(staging, info)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -500,7 +501,7 @@ class HubPushCallback(TrainerCallback):
             self._hub.check_token()
             if job.staging is None:  # a final folder: card in place, like `mlm push`
                 write_model_card(
-                    job.folder, {**self.run_info, **load_run_info(job.folder), "repo_id": self.repo_id}
+                    job.folder, {**self.run_info, **RunRecord.load(job.folder).to_dict(), "repo_id": self.repo_id}
                 )
             ignore = IGNORE_PATTERNS if job.staging is None else _STAGING_IGNORE
             files = _files_to_upload(job.folder, ignore)
