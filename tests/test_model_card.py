@@ -366,3 +366,22 @@ def test_finetuned_record_gives_a_valid_model_index_with_real_split_names(tmp_pa
     assert "| F1 macro | 0.79 |" in sections["Evaluation"]
     assert "Masking" not in body and "at most 64 tokens" in sections["Limitations"]
     assert "`negative`, `positive`" in sections["How to use"]
+
+
+def test_pretraining_card_names_the_final_folder_and_no_local_path(packed_dir: Path, tmp_path: Path):
+    """Pretraining writes its card inside a temporary folder that is renamed afterwards."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_run import tiny_pretrain_config
+
+    from mlm.pretrain import pretrain
+
+    out = tmp_path / "run"
+    pretrain(tiny_pretrain_config(packed_dir, out, max_steps=2, eval_steps=2, save_steps=2))
+    card = (out / "final" / "README.md").read_text()
+    meta, body = _split(card)
+    assert "# final\n" in body and 'model="final"' in body
+    assert ".tmp-" not in card and str(tmp_path) not in card and str(packed_dir.parents[1]) not in card
+    assert meta["pipeline_tag"] == "fill-mask" and "- Maximum sequence length: 32" in body
+    _assert_no_blanks(card)
