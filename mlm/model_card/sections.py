@@ -32,17 +32,20 @@ def summary(ctx: CardContext) -> str:
     ]
     details = [d for d in details if d]
     text = "A small BERT-style encoder" + (f" ({', '.join(details)})" if details else "")
+    task = (ctx.pipeline_tag or "a task").replace("-", " ")
+    task += f" ({finetune.task})" if known(finetune.task) else ""
     if ctx.finetuned and finetune.from_scratch:
-        text += " trained from random weights"
-    else:
-        text += " pretrained from scratch"
-        text += f" with {ctx.objective.description}" if known(ctx.objective.description) else ""
-        text += f" on `{fmt(record.corpus.spec)}`" if known(record.corpus.spec) else ""
+        return f"{text} trained from random weights for {task}. {RECORDED}"
+    text += " pretrained from scratch"
+    text += f" with {ctx.objective.description}" if known(ctx.objective.description) else ""
+    text += f" on `{fmt(record.corpus.spec)}`" if known(record.corpus.spec) else ""
     if ctx.finetuned:
-        text += f", then fine-tuned for {(ctx.pipeline_tag or 'a task').replace('-', ' ')}"
-        text += f" ({finetune.task})" if known(finetune.task) else ""
-        if known(finetune.base_model) and not finetune.from_scratch:
-            text += f" from `{finetune.base_model}`"
+        text += (
+            f", then fine-tuned from `{finetune.base_model}`"
+            if known(finetune.base_model)
+            else ", then fine-tuned"
+        )
+        text += f" for {task}"
     return f"{text}. {RECORDED}"
 
 
