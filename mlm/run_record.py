@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_prep.io import write_json
+
 RUN_RECORD_NAME = "run_info.json"
 _KEPT_SCHEMES = ("hf:", "builtin:")
 
@@ -94,9 +96,8 @@ class ObjectiveFacts:
     pipeline_tag: str | None = None  # what the exported checkpoint does: "fill-mask", ...
     facts: dict[str, str] = field(default_factory=dict)  # label -> text, e.g. {"Masking": "15% of tokens"}
     tags: list[str] = field(default_factory=list)  # Hub tags, e.g. ["masked-language-modeling"]
-    metric_labels: dict[str, str] = field(
-        default_factory=dict
-    )  # eval key -> label, {"eval_loss": "MLM loss"}
+    # How the card names the objective's eval metrics: {"eval_loss": "MLM loss"}; others are humanized
+    metric_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,8 +155,9 @@ class RunRecord:
         return _build(cls, _upgrade(dict(data or {})))
 
     def save(self, folder: str | Path) -> Path:
+        """Write `folder/run_info.json` atomically (a new file renamed over the old: hard links keep theirs)."""
         path = Path(folder) / RUN_RECORD_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())
         return path
 
     @classmethod
