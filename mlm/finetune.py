@@ -3,7 +3,8 @@
 `finetune(cfg)` reads labelled train / validation / test data (single texts or pairs), trains
 `AutoModelForSequenceClassification`, evaluates with the metric modules of `mlm.metrics`, and writes
 `output_dir` atomically: `metrics.json`, `predictions.jsonl`, `log_history.json`, `mlm_step.json` and (unless
-`save_model` is false) the model and tokenizer, loadable with `AutoModelForSequenceClassification`.
+`save_model` is false) the model and tokenizer, loadable with `AutoModelForSequenceClassification`, with its run
+record (`run_info.json`, a `RunRecord` of kind "finetune") and model card (`README.md`).
 """
 
 from __future__ import annotations
