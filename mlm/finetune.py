@@ -3,12 +3,12 @@
 `finetune(cfg)` reads labelled train / validation / test data (single texts or pairs), trains
 `AutoModelForSequenceClassification`, evaluates with the metric modules of `mlm.metrics`, and writes
 `output_dir` atomically: `metrics.json`, `predictions.jsonl`, `log_history.json`, `mlm_step.json` and (unless
-`save_model` is false) the model and tokenizer, loadable with `AutoModelForSequenceClassification`.
+`save_model` is false) the model and tokenizer, loadable with `AutoModelForSequenceClassification`, with its run
+record (`run_info.json`, a `RunRecord` of kind "finetune") and model card (`README.md`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -35,8 +35,20 @@ from transformers import (
 
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
+from data_prep.steps import write_step_metadata
 from mlm import labelled_data, metrics
 from mlm.distributed import destroy_process_group_at_exit
+from mlm.model_card import write_model_card
+from mlm.run_record import (
+    CorpusFacts,
+    FinetuneFacts,
+    ModelFacts,
+    ObjectiveFacts,
+    RunRecord,
+    TrainingFacts,
+    describe_hardware,
+    spec_parts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -410,40 +422,24 @@ def _write_step(folder: Path, cfg: FinetuneConfig) -> None:
     inputs = {
         k: getattr(cfg, k) for k in ("model", "tokenizer", "train_file", "validation_file", "test_file")
     }
-    try:
-        from data_prep.steps import write_step_metadata
-    except ImportError:
-        write_step_metadata = None
-    if write_step_metadata is not None:
-        write_step_metadata(folder, STEP, cfg, inputs)
-        return
-    versions = {
-        "mlm": _version("mlm"),
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "datasets": datasets.__version__,
-    }
-    write_json(
-        folder / "mlm_step.json",
-        {"step": STEP, "config": dataclasses.asdict(cfg), "versions": versions, "inputs": inputs},
-    )
+    write_step_metadata(folder, STEP, cfg, inputs)
 
 
-def _version(package: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(package)
-    except Exception:
-        return None
+# --- the steps of a run -------------------------------------------------------------------------------
 
 
-def finetune(cfg: FinetuneConfig) -> dict:
-    """Train and evaluate a classifier as `cfg` says; write `cfg.output_dir`; return the metrics dict."""
-    cfg.validate()
-    started = time.time()
+@dataclass
+class _Task:
+    """The labelled data of a run: all training examples, the subset trained on, validation/test by role."""
 
-    # data first: the cheap checks fail before any model is loaded
+    train_full: datasets.Dataset
+    train: datasets.Dataset
+    evals: dict[str, datasets.Dataset]
+    label_map: list[str]
+
+
+def _load_task(cfg: FinetuneConfig) -> _Task:
+    """Read and check the labelled data (before any model is loaded, so these cheap checks fail first)."""
     train_full = _load(cfg, cfg.train_file)
     label_map = labelled_data.build_label_map(train_full[cfg.label_column])
     if len(label_map) < 2:
@@ -464,90 +460,209 @@ def finetune(cfg: FinetuneConfig) -> dict:
         max_samples=cfg.max_train_samples,
         seed=cfg.seed,
     )
+    return _Task(train_full, train, evals, label_map)
 
+
+def _load_model(cfg: FinetuneConfig, label_map: list[str]) -> tuple[PreTrainedModel, Any]:
+    """The classifier (pretrained or from scratch) and its tokenizer, checked to belong together."""
     config = _load_config(cfg.model, label_map)
     # BERT-style models have segment embeddings: make the tokenizer (and the saved copy) emit their ids, so
     # pairs are encoded the same way in training and at inference
     tokenizer = _load_tokenizer(cfg.tokenizer or cfg.model, getattr(config, "type_vocab_size", 1) > 1)
     _check_compatible(cfg, config, tokenizer)
-    model = _build_model(cfg, config)
+    return _build_model(cfg, config), tokenizer
 
-    train_tok = _tokenize(train, cfg, tokenizer, label_map)
-    evals_tok = {split: _tokenize(ds, cfg, tokenizer, label_map) for split, ds in evals.items()}
 
-    with atomic_output_dir(cfg.output_dir) as out:
-        scratch = out / "_trainer"
-        args = _training_args(cfg, scratch, len(train_tok), "validation" in evals_tok)
-        keep_best = _KeepBest(cfg.metric_for_best_model) if cfg.metric_for_best_model else None
-        destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=train_tok,
-            eval_dataset=evals_tok.get("validation"),
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(
-                tokenizer, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None
-            ),
-            compute_metrics=_metric_fn(cfg.metrics),
-            callbacks=[keep_best] if keep_best else None,
-        )
-        train_out = trainer.train()
-        if keep_best is not None and keep_best.state is not None:
-            trainer.model.load_state_dict(keep_best.state)
+def _train(
+    cfg: FinetuneConfig, model: PreTrainedModel, tokenizer: Any, train_tok: datasets.Dataset,
+    evals_tok: dict[str, datasets.Dataset], scratch: Path,
+) -> tuple[Trainer, Any, _KeepBest | None]:  # fmt: skip
+    """Train with `Trainer`; with `metric_for_best_model`, end with the best evaluation's weights."""
+    args = _training_args(cfg, scratch, len(train_tok), "validation" in evals_tok)
+    keep_best = _KeepBest(cfg.metric_for_best_model) if cfg.metric_for_best_model else None
+    destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_tok,
+        eval_dataset=evals_tok.get("validation"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None
+        ),
+        compute_metrics=_metric_fn(cfg.metrics),
+        callbacks=[keep_best] if keep_best else None,
+    )
+    train_out = trainer.train()
+    if keep_best is not None and keep_best.state is not None:
+        trainer.model.load_state_dict(keep_best.state)
+    return trainer, train_out, keep_best
 
-        results: dict[str, Any] = {
-            "model": cfg.model,
-            "tokenizer": cfg.tokenizer or cfg.model,
-            "from_scratch": cfg.from_scratch,
-            "num_labels": len(label_map),
-            "labels": label_map,
-            "train_samples": len(train),
-            "train_samples_available": len(train_full),
-            "label_fraction": cfg.label_fraction,
-            "seed": cfg.seed,
-            "max_seq_length": cfg.max_seq_length,
-            "train_truncated_fraction": _truncated_fraction(train_tok, cfg.max_seq_length),
-            "train": {
-                "runtime": train_out.metrics.get("train_runtime"),
-                "samples": len(train),
-                "samples_per_second": train_out.metrics.get("train_samples_per_second"),
-                "steps": train_out.global_step,
-                "epochs": train_out.metrics.get("epoch"),
-                "loss": train_out.training_loss,
-            },
+
+def _training_results(
+    cfg: FinetuneConfig, task: _Task, train_tok: datasets.Dataset, train_out: Any, keep_best: _KeepBest | None
+) -> dict[str, Any]:
+    """What metrics.json says of the run and its training."""
+    results: dict[str, Any] = {
+        "model": cfg.model,
+        "tokenizer": cfg.tokenizer or cfg.model,
+        "from_scratch": cfg.from_scratch,
+        "num_labels": len(task.label_map),
+        "labels": task.label_map,
+        "train_samples": len(task.train),
+        "train_samples_available": len(task.train_full),
+        "label_fraction": cfg.label_fraction,
+        "seed": cfg.seed,
+        "max_seq_length": cfg.max_seq_length,
+        "train_truncated_fraction": _truncated_fraction(train_tok, cfg.max_seq_length),
+        "train": {
+            "runtime": train_out.metrics.get("train_runtime"),
+            "samples": len(task.train),
+            "samples_per_second": train_out.metrics.get("train_samples_per_second"),
+            "steps": train_out.global_step,
+            "epochs": train_out.metrics.get("epoch"),
+            "loss": train_out.training_loss,
+        },
+    }
+    if keep_best is not None:
+        results["best"] = {
+            "metric": cfg.metric_for_best_model,
+            "value": keep_best.best,
+            "step": keep_best.step,
+            "epoch": keep_best.epoch,
         }
-        if keep_best is not None:
-            results["best"] = {
-                "metric": cfg.metric_for_best_model,
-                "value": keep_best.best,
-                "step": keep_best.step,
-                "epoch": keep_best.epoch,
-            }
-        predictions_of = None
-        for split, ds in evals_tok.items():
-            prefix = "eval" if split == "validation" else "test"
-            pred = trainer.predict(ds, metric_key_prefix=prefix)
-            logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-            values = _clean(prefix, pred.metrics)
-            results[split] = {
-                **{m: values[m] for m in cfg.metrics},
-                "loss": values.get("loss"),
-                "samples": len(ds),
-                "runtime": values.get("runtime"),
-            }
-            if split == "test" or "test" not in evals_tok:
-                predictions_of = split
-                _write_predictions(out / "predictions.jsonl", logits, pred.label_ids, label_map)
-        results["predictions_of"] = predictions_of
+    return results
+
+
+def _evaluate_splits(
+    cfg: FinetuneConfig,
+    trainer: Trainer,
+    evals_tok: dict[str, datasets.Dataset],
+    label_map: list[str],
+    out: Path,
+) -> dict[str, Any]:
+    """Metrics of each evaluation split; predictions.jsonl for the test split (else validation)."""
+    results: dict[str, Any] = {}
+    for split, ds in evals_tok.items():
+        prefix = "eval" if split == "validation" else "test"
+        pred = trainer.predict(ds, metric_key_prefix=prefix)
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        values = _clean(prefix, pred.metrics)
+        results[split] = {
+            **{m: values[m] for m in cfg.metrics},
+            "loss": values.get("loss"),
+            "samples": len(ds),
+            "runtime": values.get("runtime"),
+        }
+        if split == "test" or "test" not in evals_tok:
+            results["predictions_of"] = split
+            _write_predictions(out / "predictions.jsonl", logits, pred.label_ids, label_map)
+    results.setdefault("predictions_of", None)
+    return results
+
+
+def _split_names(cfg: FinetuneConfig) -> dict[str, str]:
+    """Role (validation, test) -> the split's real name: the `@SPLIT` of a Hub or built-in spec, else the role."""
+    specs = {"validation": cfg.validation_file, "test": cfg.test_file}
+    names = {role: spec_parts(spec)[1] or role for role, spec in specs.items() if spec}
+    return names if len(set(names.values())) == len(names) else {role: role for role in names}
+
+
+def _base_model(cfg: FinetuneConfig, base: RunRecord) -> str:
+    """The base model as the card names it: its Hub id, else its folder's name (never a local path)."""
+    if base.repo_id:
+        return base.repo_id
+    return Path(cfg.model).resolve().name if Path(cfg.model).exists() else cfg.model
+
+
+def finetune_record(
+    cfg: FinetuneConfig, model: PreTrainedModel, trainer: Trainer, results: dict[str, Any]
+) -> RunRecord:
+    """The fine-tuned model's run record: the base model's corpus, tokenizer and objective (unless trained
+    from scratch), this run's model and training, and its metrics under the real split names."""
+    base = RunRecord.load(cfg.model) if Path(cfg.model).is_dir() else RunRecord()
+    specs = [s for s in (cfg.train_file, cfg.validation_file, cfg.test_file) if s]
+    return RunRecord(
+        kind="finetune",
+        license=base.license,
+        language=base.language,
+        datasets=base.datasets,
+        corpus=CorpusFacts() if cfg.from_scratch else base.corpus,
+        tokenizer=base.tokenizer,
+        model=_model_facts(cfg, model, base),
+        objective=ObjectiveFacts() if cfg.from_scratch else base.objective,
+        training=_training_facts(cfg, trainer.args, results["train"]),
+        finetune=FinetuneFacts(
+            data=specs,
+            base_model=_base_model(cfg, base),
+            from_scratch=cfg.from_scratch,
+            pipeline_tag="text-classification",
+            problem_type=model.config.problem_type,
+            label_names=results["labels"],
+            train_samples=results["train_samples"],
+            metrics={name: _scores(results[role]) for role, name in _split_names(cfg).items()},
+        ),
+    )
+
+
+def _model_facts(cfg: FinetuneConfig, model: PreTrainedModel, base: RunRecord) -> ModelFacts:
+    config = model.config
+    return ModelFacts(
+        architecture=config.model_type,
+        preset=base.model.preset,
+        num_hidden_layers=getattr(config, "num_hidden_layers", None),
+        hidden_size=getattr(config, "hidden_size", None),
+        num_attention_heads=getattr(config, "num_attention_heads", None),
+        parameters=model.num_parameters(),
+        max_seq_length=cfg.max_seq_length,
+    )
+
+
+def _training_facts(cfg: FinetuneConfig, args: TrainingArguments, train: dict[str, Any]) -> TrainingFacts:
+    return TrainingFacts(
+        steps=train["steps"],
+        epochs=train["epochs"],
+        batch_size=args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        warmup=cfg.warmup_ratio,
+        hardware=describe_hardware(args.device.type == "cuda"),
+        wall_time_s=train["runtime"],
+    )
+
+
+def _scores(split_results: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in split_results.items() if k not in ("samples", "runtime") and v is not None}
+
+
+def _save(cfg: FinetuneConfig, out: Path, trainer: Trainer, tokenizer: Any, results: dict[str, Any]) -> None:
+    """Write the output folder: the model, tokenizer, run record and card (unless `save_model` is false),
+    log history, metrics and step metadata."""
+    shutil.rmtree(out / "_trainer", ignore_errors=True)
+    if cfg.save_model:
+        trainer.model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        record = finetune_record(cfg, trainer.model, trainer, results)
+        record.save(out)
+        write_model_card(out, record, name=Path(cfg.output_dir).name)
+    write_json(out / "log_history.json", trainer.state.log_history)
+    write_json(out / "metrics.json", results)
+    _write_step(out, cfg)
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    """Train and evaluate a classifier as `cfg` says; write `cfg.output_dir`; return the metrics dict."""
+    cfg.validate()
+    started = time.time()
+    task = _load_task(cfg)
+    model, tokenizer = _load_model(cfg, task.label_map)
+    train_tok = _tokenize(task.train, cfg, tokenizer, task.label_map)
+    evals_tok = {split: _tokenize(ds, cfg, tokenizer, task.label_map) for split, ds in task.evals.items()}
+    with atomic_output_dir(cfg.output_dir) as out:
+        trainer, train_out, keep_best = _train(cfg, model, tokenizer, train_tok, evals_tok, out / "_trainer")
+        results = _training_results(cfg, task, train_tok, train_out, keep_best)
+        results.update(_evaluate_splits(cfg, trainer, evals_tok, task.label_map, out))
         results["device"] = str(trainer.args.device)
         results["runtime"] = time.time() - started
-
-        shutil.rmtree(scratch, ignore_errors=True)
-        if cfg.save_model:
-            trainer.model.save_pretrained(out)
-            tokenizer.save_pretrained(out)
-        write_json(out / "log_history.json", trainer.state.log_history)
-        write_json(out / "metrics.json", results)
-        _write_step(out, cfg)
+        _save(cfg, out, trainer, tokenizer, results)
     return results

@@ -2,14 +2,17 @@
 `mlm evaluate` and the Hub code.
 
 Every field is optional (None = not known), so a card can be written for any folder. Reading tolerates records
-written by older versions: unknown keys are ignored, missing ones stay None. Nothing here is a secret or a
-local path: `corpus.spec` keeps only Hub dataset names and file *names*.
+written by older versions: unknown keys are ignored, missing ones stay None, and a record from before objectives
+were recorded (the masked-language-modelling-only versions) gets that objective back (`_upgrade`). Nothing here
+is a secret or a local path: corpus and labelled-data specs keep only Hub dataset names and file *names*.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import platform
 import sys
 import types
 import typing
@@ -17,7 +20,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_prep.io import write_json
+
 RUN_RECORD_NAME = "run_info.json"
+_KEPT_SCHEMES = ("hf:", "builtin:")
+
+
+def public_spec(spec: str) -> str:
+    """A data spec as the record keeps it: `hf:` / `builtin:` specs as they are, a file or folder by name only."""
+    spec = str(spec)
+    if spec.startswith(_KEPT_SCHEMES):
+        return spec
+    return spec.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def hub_dataset_names(specs: list[str] | None) -> list[str]:
+    """Hub dataset names in data specs (`hf:NAME[:CONFIG][@SPLIT]`), in order, without repeats."""
+    names = [spec_parts(s)[0][3:].split(":", 1)[0] for s in specs or [] if s.startswith("hf:")]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def spec_parts(spec: str) -> tuple[str, str | None]:
+    """(`hf:glue:sst2`, `validation`) for `hf:glue:sst2@validation`; a file spec has no split: (spec, None)."""
+    if spec.startswith(_KEPT_SCHEMES) and "@" in spec:
+        source, _, split = spec.partition("@")
+        return source, split or None
+    return spec, None
+
+
+def describe_hardware(cuda: bool) -> str:
+    """What a run trained on, as the card states it: the GPU's name, or the CPU's cores and machine type."""
+    if cuda:
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
 
 
 @dataclass
@@ -26,6 +63,10 @@ class CorpusFacts:
     documents: int | None = None
     tokens: int | None = None
     fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.spec is not None:
+            self.spec = [public_spec(s) for s in self.spec]
 
 
 @dataclass
@@ -54,6 +95,9 @@ class ObjectiveFacts:
     description: str | None = None  # "masked language modelling"
     pipeline_tag: str | None = None  # what the exported checkpoint does: "fill-mask", ...
     facts: dict[str, str] = field(default_factory=dict)  # label -> text, e.g. {"Masking": "15% of tokens"}
+    tags: list[str] = field(default_factory=list)  # Hub tags, e.g. ["masked-language-modeling"]
+    # How the card names the objective's eval metrics: {"eval_loss": "MLM loss"}; others are humanized
+    metric_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,10 +118,17 @@ class FinetuneFacts:
     task: str | None = None
     data: list[str] | None = None  # Hub dataset names and file names of the labelled data
     base_model: str | None = None  # the Hub id (or folder name) fine-tuned
+    from_scratch: bool | None = None  # the base model's architecture with random weights
+    pipeline_tag: str | None = None  # what the fine-tuned checkpoint does: "text-classification"
     problem_type: str | None = None  # single_label_classification, multi_label_classification, regression
     label_names: list[str] | None = None
+    train_samples: int | None = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split name -> metric -> value
     scratch_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # same model from scratch
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            self.data = [public_spec(s) for s in self.data]
 
 
 @dataclass
@@ -100,11 +151,13 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RunRecord:
-        return _build(cls, data or {})
+        """The record in `data` (a parsed run_info.json, any version); unknown or ill-typed values are dropped."""
+        return _build(cls, _upgrade(dict(data or {})))
 
     def save(self, folder: str | Path) -> Path:
+        """Write `folder/run_info.json` atomically (a new file renamed over the old: hard links keep theirs)."""
         path = Path(folder) / RUN_RECORD_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())
         return path
 
     @classmethod
@@ -124,6 +177,80 @@ class RunRecord:
         return cls.from_dict(data)
 
 
+# ---- records of older versions ------------------------------------------------------------------------------
+# Before objectives were recorded, every run was masked language modelling, with its masking under `training`.
+LEGACY_OBJECTIVE = {
+    "name": "mlm",
+    "description": "masked language modelling",
+    "pipeline_tag": "fill-mask",
+    "tags": ["masked-language-modeling"],
+    "metric_labels": {
+        "eval_loss": "MLM loss",
+        "perplexity": "Perplexity",
+        "masked_accuracy": "Masked-token accuracy",
+    },
+}
+
+
+def legacy_objective(architecture: str | None) -> ObjectiveFacts:
+    """The objective a checkpoint with no record implies: masked language modelling for a `*ForMaskedLM`."""
+    if architecture and architecture.endswith("ForMaskedLM"):
+        return _build(ObjectiveFacts, LEGACY_OBJECTIVE)
+    return ObjectiveFacts()
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A record of an older version in today's shape: the objective it implied, fine-tuning metrics by split."""
+    if data.get("finetune") and "kind" not in data:
+        data["kind"] = "finetune"
+    if data and "objective" not in data:
+        objective = json.loads(json.dumps(LEGACY_OBJECTIVE))
+        training = data.get("training") if isinstance(data.get("training"), dict) else {}
+        masking = _masking_text(training.get("masking"))
+        if masking:
+            objective["facts"] = {"Masking": masking}
+        data["objective"] = objective
+    finetune = data.get("finetune")
+    if isinstance(finetune, dict):
+        split = str(finetune.get("split") or "test")
+        data["finetune"] = {
+            **finetune,
+            **{k: _by_split(finetune.get(k), split) for k in ("metrics", "scratch_metrics") if k in finetune},
+        }
+    return data
+
+
+def _by_split(metrics: Any, split: str) -> Any:
+    """Old fine-tuning metrics were one flat dict (`eval_accuracy`, ...) of one split: nest them under it."""
+    if not isinstance(metrics, dict) or not metrics or any(isinstance(v, dict) for v in metrics.values()):
+        return metrics
+    return {
+        split: {k.split("_", 1)[1] if k.startswith(("eval_", "test_")) else k: v for k, v in metrics.items()}
+    }
+
+
+def _masking_text(masking: Any) -> str | None:
+    """ "whole_word, rate 0.15, ..." from the old `training.masking` dict (strategy and rate first)."""
+    if not isinstance(masking, dict):
+        return str(masking) if masking not in (None, "", [], {}) else None
+    rest = {k: v for k, v in masking.items() if v is not None and v != ""}
+    strategy = next((rest.pop(k) for k in ("strategy", "kind", "name", "type") if k in rest), None)
+    rate = next(
+        (rest.pop(k) for k in ("mlm_probability", "rate", "mask_rate", "probability") if k in rest), None
+    )
+    parts = [str(strategy)] if strategy is not None else []
+    parts += [f"rate {rate:.4g}" if isinstance(rate, float) else f"rate {rate}"] if rate is not None else []
+    parts += [f"{str(k).replace('_', ' ')} {_plain(v)}" for k, v in rest.items()]
+    return ", ".join(parts) or None
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# ---- building dataclasses from JSON ----------------------------------------------------------------------------
 def _build(cls: type, data: dict[str, Any]) -> Any:
     """`cls(**data)` for the keys `cls` knows, nested dataclasses built likewise; values of the wrong kind
     are dropped (a record from another version must never stop a card from being written)."""
@@ -152,7 +279,9 @@ def _value(tp: Any, value: Any) -> Any:
             return [value]
         return [str(v) for v in value] if isinstance(value, list) else _DROP
     if origin is dict:
-        return dict(value) if isinstance(value, dict) else _DROP
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else _DROP
+    if tp is bool:
+        return value if isinstance(value, bool) else _DROP
     if tp is float:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _DROP
     if tp is int:

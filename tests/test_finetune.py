@@ -487,3 +487,73 @@ def test_from_scratch_label_fraction_no_model(
         "mlm_step.json",
         "predictions.jsonl",
     ]
+
+
+# --- the run record and model card of a fine-tuned model ------------------------------------------------
+
+
+def test_run_record_and_card(run: tuple[Path, dict], checkpoint: Path) -> None:
+    from huggingface_hub import ModelCard, metadata_load
+
+    from mlm.run_record import RunRecord
+
+    out, result = run
+    record = RunRecord.load(out)
+    assert record.kind == "finetune" and record.finetune is not None
+    facts = record.finetune
+    assert facts.base_model == "tiny-bert" and facts.from_scratch is False  # the folder's name, not its path
+    assert facts.data == ["train.csv", "dev.jsonl.gz", "test.tsv"]
+    assert facts.label_names == ["neg", "pos"] and facts.problem_type == "single_label_classification"
+    assert facts.pipeline_tag == "text-classification" and facts.train_samples == 200
+    assert set(facts.metrics) == {"validation", "test"}
+    for split in ("validation", "test"):
+        assert facts.metrics[split] == {k: result[split][k] for k in ("accuracy", "f1_macro", "loss")}
+    assert record.training.steps == 39 and record.training.batch_size == 16 and record.training.epochs == 3.0
+    assert record.training.learning_rate == 2e-3 and record.training.hardware.startswith("CPU")
+    assert record.model.max_seq_length == 32 and record.model.num_hidden_layers == 2
+
+    card = (out / "README.md").read_text()
+    meta = metadata_load(out / "README.md")
+    assert meta["pipeline_tag"] == "text-classification" and "base_model" not in meta  # not a Hub id
+    results = ModelCard(card).data.eval_results
+    assert {(r.dataset_split, r.metric_type) for r in results} == {
+        (s, m) for s in ("validation", "test") for m in ("accuracy", "f1_macro")
+    }
+    assert (
+        "# sentiment\n" in card and 'model="sentiment"' in card
+    )  # the output folder's name, not the temporary one
+    assert "## Training" in card and "## Evaluation" in card and "on the test split:" in card
+    for text in (card, (out / "run_info.json").read_text()):
+        assert str(checkpoint.parent) not in text and ".tmp-" not in text and str(out.parent) not in text
+
+
+def test_real_split_names_and_from_scratch_card(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+    from huggingface_hub import ModelCard
+
+    from mlm.run_record import RunRecord
+
+    fake = datasets.DatasetDict(
+        {s: datasets.Dataset.from_list(sentiment_rows(n, seed=i)) for i, (s, n) in enumerate((("train", 64),
+         ("dev", 20), ("heldout", 20)))}
+    )  # fmt: skip
+    monkeypatch.setattr(labelled_data, "_pydocs_task", lambda seed=0: fake)
+    splits = {
+        "train": "builtin:pydocs@train",
+        "validation": "builtin:pydocs@dev",
+        "test": "builtin:pydocs@heldout",
+    }
+    out = tmp_path / "scratch-cls"
+    result = finetune(config(checkpoint, out, splits, from_scratch=True, num_train_epochs=1.0))
+    record = RunRecord.load(out)
+    assert set(record.finetune.metrics) == {"dev", "heldout"}
+    assert record.finetune.metrics["heldout"]["accuracy"] == result["test"]["accuracy"]
+    assert (
+        record.finetune.from_scratch is True and record.objective.name is None and record.corpus.spec is None
+    )
+    card = ModelCard.load(out / "README.md")
+    assert {r.dataset_split for r in card.data.eval_results} == {"dev", "heldout"}
+    assert {r.dataset_type for r in card.data.eval_results} == {"builtin:pydocs"}
+    assert "trained from random weights" in card.text and "on the heldout split:" in card.text

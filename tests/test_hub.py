@@ -105,9 +105,15 @@ def _assert_token_nowhere(token: str, roots: list[Path], *outputs: str) -> None:
 def test_push_then_download_roundtrip(hub: HubServer, tiny_model: Path, tmp_path: Path):
     folder = _copy(tiny_model, tmp_path / "final")
     env = hub.client_env(tmp_path / "hf_home", token=TOKEN)
-    push = _run(["-m", "mlm.hub", str(folder), "tester/tiny-bert", "--commit-message", "first model"], env)
+    push = _run(
+        ["-m", "mlm", "push", str(folder), "tester/tiny-bert", "--commit_message", "first model"], env
+    )
     assert push.returncode == 0, push.stderr
-    assert "/tester/tiny-bert/commit/" in push.stdout
+    commit = hub.commits("tester/tiny-bert")[-1].oid
+    assert (
+        f"pushed final to {hub.url}/tester/tiny-bert (commit {hub.url}/tester/tiny-bert/commit/{commit})"
+        in push.stderr
+    )
 
     # model.safetensors went through LFS: batch, then PUT of exactly its sha256, and the commit references it
     weights_sha = _sha256(folder / "model.safetensors")
@@ -118,6 +124,7 @@ def test_push_then_download_roundtrip(hub: HubServer, tiny_model: Path, tmp_path
     assert not hub.entry("tester/tiny-bert", "config.json").lfs
     commits = hub.commits("tester/tiny-bert")
     assert [c.message for c in commits] == ["initial commit", "first model"]
+    assert not hub.repos["tester/tiny-bert"].private
     remote = hub.files("tester/tiny-bert")
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "run_info.json"} <= set(remote)
     assert remote["README.md"] == (folder / "README.md").read_bytes()  # the card was written locally too
@@ -158,7 +165,19 @@ def test_retries_on_500_then_pushes_to_a_new_branch(hub: HubServer, tiny_model: 
     hub.fail_next(2, r"/commit/", 500)
     env = hub.client_env(tmp_path / "hf_home", token=TOKEN)
     r = _run(
-        ["-m", "mlm.hub", str(folder), "tester/retry", "--revision", "dev", "--retry-backoff-s", "0.05"], env
+        [
+            "-m",
+            "mlm",
+            "push",
+            str(folder),
+            "tester/retry",
+            "--revision",
+            "dev",
+            "--retry_backoff_s",
+            "0.05",
+            "--private",
+        ],
+        env,
     )
     assert r.returncode == 0, r.stderr
     assert "push to tester/retry failed (500), retrying in 0.1 s (attempt 2/5)" in r.stderr
@@ -168,6 +187,7 @@ def test_retries_on_500_then_pushes_to_a_new_branch(hub: HubServer, tiny_model: 
     assert [c.message for c in hub.commits("tester/retry", "main")] == ["initial commit"]
     assert len(hub.commits("tester/retry", "dev")) == 2
     assert "model.safetensors" in hub.files("tester/retry", "dev")
+    assert hub.repos["tester/retry"].private  # --private
 
 
 def test_auth_errors_exit_2_and_keep_everything(hub: HubServer, tiny_model: Path, tmp_path: Path):
@@ -178,7 +198,9 @@ def test_auth_errors_exit_2_and_keep_everything(hub: HubServer, tiny_model: Path
     outputs = []
 
     # a wrong token: 401
-    r = _run(["-m", "mlm.hub", str(folder), "tester/locked"], hub.client_env(tmp_path / "home", token=TOKEN))
+    r = _run(
+        ["-m", "mlm", "push", str(folder), "tester/locked"], hub.client_env(tmp_path / "home", token=TOKEN)
+    )
     outputs += [r.stdout, r.stderr]
     assert r.returncode == 2, r.stderr
     assert (
@@ -189,7 +211,7 @@ def test_auth_errors_exit_2_and_keep_everything(hub: HubServer, tiny_model: Path
 
     # a read-only token: 403 on an existing repo
     ro = hub.client_env(tmp_path / "home", token="hf_read_only_token_123")
-    r = _run(["-m", "mlm.hub", str(folder), "tester/locked"], ro)
+    r = _run(["-m", "mlm", "push", str(folder), "tester/locked"], ro)
     outputs += [r.stdout, r.stderr]
     assert r.returncode == 2
     assert (
@@ -199,7 +221,9 @@ def test_auth_errors_exit_2_and_keep_everything(hub: HubServer, tiny_model: Path
 
     # no token at all: a clear message before any request
     n = len(hub.requests)
-    r = _run(["-m", "mlm.hub", str(folder), "tester/locked"], hub.client_env(tmp_path / "home", token=None))
+    r = _run(
+        ["-m", "mlm", "push", str(folder), "tester/locked"], hub.client_env(tmp_path / "home", token=None)
+    )
     outputs += [r.stdout, r.stderr]
     assert r.returncode == 2
     assert "not logged in: no Hugging Face token found" in r.stderr and "HF_TOKEN" in r.stderr
@@ -214,17 +238,17 @@ def test_auth_errors_exit_2_and_keep_everything(hub: HubServer, tiny_model: Path
 
 def test_push_rejects_missing_folder_and_token_in_files(hub: HubServer, tiny_model: Path, tmp_path: Path):
     env = hub.client_env(tmp_path / "home", token=TOKEN)
-    r = _run(["-m", "mlm.hub", str(tmp_path / "nope"), "tester/x"], env)
+    r = _run(["-m", "mlm", "push", str(tmp_path / "nope"), "tester/x"], env)
     assert r.returncode == 2 and "error: cannot push" in r.stderr and "no such folder" in r.stderr
     folder = _copy(tiny_model, tmp_path / "final")
     (folder / "leaky_config.json").write_text(json.dumps({"hub_token": TOKEN}))
-    r = _run(["-m", "mlm.hub", str(folder), "tester/x"], env)
+    r = _run(["-m", "mlm", "push", str(folder), "tester/x"], env)
     assert r.returncode == 2
     assert "leaky_config.json contains your Hugging Face token" in r.stderr
     assert TOKEN not in r.stderr + r.stdout
     (folder / "leaky_config.json").unlink()
     offline = dict(env, HF_HUB_OFFLINE="1")
-    r = _run(["-m", "mlm.hub", str(folder), "tester/x"], offline)
+    r = _run(["-m", "mlm", "push", str(folder), "tester/x"], offline)
     assert r.returncode == 2 and "HF_HUB_OFFLINE=1 is set" in r.stderr
     assert not hub.requests
 
@@ -418,7 +442,7 @@ def test_server_down_training_completes_then_push_later(hub: HubServer, tiny_mod
     assert not list((tmp_path / "out").glob(".hub-push-*"))
 
     hub.start()
-    r = _run(["-m", "mlm.hub", str(ckpt), "tester/down", "--commit-message", "pushed later"], env)
+    r = _run(["-m", "mlm", "push", str(ckpt), "tester/down", "--commit_message", "pushed later"], env)
     assert r.returncode == 0, r.stderr
     assert hub.entry("tester/down", "model.safetensors").sha256 == _sha256(ckpt / "model.safetensors")
     assert "optimizer.pt" in hub.files("tester/down")  # `mlm push` of a checkpoint keeps it resumable
@@ -426,46 +450,33 @@ def test_server_down_training_completes_then_push_later(hub: HubServer, tiny_mod
 
 
 # ---- in-process: the push queue, without a Hub -----------------------------------------------------------------
-class _SlowCallback:
-    """HubPushCallback whose pushes just sleep (no network): exercises the queue."""
-
-    @staticmethod
-    def make(tmp_path: Path, fail_on: str | None = None):
-        from mlm.hub import HubPushCallback
-
-        class Slow(HubPushCallback):
-            def _push(self, job):
-                self.order.append(job.label)
-                time.sleep(0.3)
-                if job.label == fail_on:
-                    raise RuntimeError("boom")
-                self.pushed.append(job.label)
-
-        cb = Slow("tester/queue", strategy="every_save", token="hf_unused_in_this_test")
-        cb.order = []
-        return cb
-
-
 def test_queue_keeps_only_newest_checkpoint_and_final(tmp_path: Path):
-    from mlm.hub import _Job
+    from mlm.hub import PushJob, PushQueue
 
-    cb = _SlowCallback.make(tmp_path, fail_on="checkpoint-8")
+    order: list[str] = []
+
+    def slow_push(job: PushJob) -> str:  # no network: exercises the queue
+        order.append(job.label)
+        time.sleep(0.3)
+        if job.label == "checkpoint-8":
+            raise RuntimeError("boom")
+        return job.label
+
+    queue = PushQueue(slow_push)
     for step in (2, 4, 6, 8):
         staging = tmp_path / f".hub-push-{step}"
         staging.mkdir()
-        cb._submit(_Job(f"checkpoint-{step}", staging, staging, "m"), final=False)
-        while (
-            step == 2 and not cb.order
-        ):  # the worker picks checkpoint-2 up; 4 and 6 are superseded meanwhile
+        queue.submit(PushJob(f"checkpoint-{step}", staging, "m", staged=True))
+        while step == 2 and not order:  # the worker picks checkpoint-2 up; 4 and 6 are superseded meanwhile
             time.sleep(0.01)
-    cb.push_folder(tmp_path, "End of training")
-    failures = cb.wait(timeout=10)
-    assert cb.order == ["checkpoint-2", "checkpoint-8", tmp_path.name]
-    assert cb.skipped == ["checkpoint-4", "checkpoint-6"]
+    queue.submit(PushJob(tmp_path.name, tmp_path, "End of training"), final=True)
+    failures = queue.wait(timeout=10)
+    assert order == ["checkpoint-2", "checkpoint-8", tmp_path.name]
+    assert queue.skipped == ["checkpoint-4", "checkpoint-6"]
     assert len(failures) == 1 and failures[0].startswith("checkpoint-8: RuntimeError: boom")
-    assert cb.pushed == ["checkpoint-2", tmp_path.name]  # a failed push does not stop the next one
+    assert queue.pushed == ["checkpoint-2", tmp_path.name]  # a failed push does not stop the next one
     assert not list(tmp_path.glob(".hub-push-*"))  # staging folders of skipped and pushed jobs are removed
-    assert "hf_unused" not in repr(cb)
+    assert tmp_path.is_dir()  # a final folder is never removed
 
 
 def test_callback_never_raises_into_training(tmp_path: Path, capsys):
@@ -480,5 +491,6 @@ def test_callback_never_raises_into_training(tmp_path: Path, capsys):
     assert cb.wait(timeout=5) == [cb.failures[0]]
     assert cb.failures[0].startswith("checkpoint-3: could not prepare the push")
     assert "warning: hub push failed" in capsys.readouterr().err
+    assert "hf_unused" not in repr(cb)
     with pytest.raises(Exception, match="unknown hub_strategy 'sometimes'"):
         HubPushCallback("tester/x", strategy="sometimes")

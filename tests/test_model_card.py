@@ -16,10 +16,10 @@ from mlm.model_card import (
     count_parameters,
     fmt,
     fmt_duration,
-    load_run_info,
     render_model_card,
     write_model_card,
 )
+from mlm.run_record import FinetuneFacts, ModelFacts, ObjectiveFacts, RunRecord, TrainingFacts
 
 PRETRAIN_INFO = {
     "repo_id": "someone/tiny-bert-pydocs",
@@ -93,7 +93,7 @@ def _assert_no_blanks(card: str) -> None:
 
 def test_pretrained_card_has_metadata_and_the_runs_numbers(tmp_path: Path):
     folder = _folder(tmp_path, mask="<mask>")
-    card = render_model_card(folder, run_info=PRETRAIN_INFO)
+    card = render_model_card(folder, PRETRAIN_INFO)
     meta, body = _split(card)
     assert meta["library_name"] == "transformers"
     assert meta["pipeline_tag"] == "fill-mask"
@@ -155,10 +155,10 @@ def test_finetuned_card_has_model_index_and_scratch_baseline(tmp_path: Path):
             "scratch_metrics": {"eval_accuracy": 0.5625, "eval_f1": 0.5},
         },
     }
-    card = render_model_card(folder, run_info=info)
+    card = render_model_card(folder, info)
     meta, body = _split(card)
     assert meta["pipeline_tag"] == "text-classification"
-    assert meta["license"] == "apache-2.0"
+    assert "license" not in meta  # only a licence the user gave
     assert "language" not in meta and "datasets" not in meta  # unknown: left out, not blank
     assert meta["tags"] == ["mlm", "bert", "text-classification"]
     assert meta["base_model"] == "someone/tiny-bert-pydocs"
@@ -181,12 +181,11 @@ def test_finetuned_card_has_model_index_and_scratch_baseline(tmp_path: Path):
 
 def test_card_without_run_info_uses_only_folder_facts(tmp_path: Path):
     folder = _folder(tmp_path)
-    card = render_model_card(folder, run_info={})
+    card = render_model_card(folder, {})
     meta, body = _split(card)
     assert meta == {
         "library_name": "transformers",
         "pipeline_tag": "fill-mask",
-        "license": "apache-2.0",
         "tags": ["mlm", "bert", "masked-language-modeling"],
     }
     sections = _sections(body)
@@ -199,7 +198,8 @@ def test_card_without_run_info_uses_only_folder_facts(tmp_path: Path):
 def test_write_model_card_respects_user_cards_and_reads_run_info(tmp_path: Path):
     folder = _folder(tmp_path)
     (folder / "run_info.json").write_text(json.dumps(PRETRAIN_INFO))
-    assert load_run_info(folder) == PRETRAIN_INFO
+    assert RunRecord.load(folder) == RunRecord.from_dict(PRETRAIN_INFO)
+    assert RunRecord.load(folder).corpus.documents == PRETRAIN_INFO["corpus"]["documents"]
     assert write_model_card(folder)  # no README yet: written from run_info.json
     text = (folder / "README.md").read_text()
     assert "someone/tiny-bert-pydocs" in text and CARD_MARKER in text
@@ -211,10 +211,10 @@ def test_write_model_card_respects_user_cards_and_reads_run_info(tmp_path: Path)
     assert not write_model_card(folder)
     assert (folder / "README.md").read_text() == "# My own card\n"
     assert write_model_card(folder, force=True)
-    # unreadable run_info.json: a warning and an empty dict, not a crash
+    # unreadable run_info.json: a warning and an empty record, not a crash
     (folder / "run_info.json").write_text("{not json")
-    assert load_run_info(folder) == {}
-    assert load_run_info(tmp_path / "missing") == {}
+    assert RunRecord.load(folder) == RunRecord()
+    assert RunRecord.load(tmp_path / "missing") == RunRecord()
 
 
 def test_parameter_count_for_sharded_weights(tmp_path: Path):
@@ -241,3 +241,147 @@ def test_duration_formatting():
     assert fmt_duration(3725.4) == "3,725 s (1 h 02 min)"
     assert fmt_duration(75) == "75 s (1 min 15 s)"
     assert fmt_duration(4.25) == "4.2 s"
+
+
+# ---- the card's facts come from the record, never from a temporary folder, a default or a local path ----------
+def test_title_and_usage_use_the_final_name_never_a_temporary_folder(tmp_path: Path):
+    folder = _folder(tmp_path)
+    temporary = folder.rename(
+        tmp_path / ".final.tmp-k3x9q2"
+    )  # how a step writes its folder before renaming it
+    for card, expected in (
+        (render_model_card(temporary, {}), "final"),  # no name given: the name the folder will have
+        (render_model_card(temporary, {}, name="my-bert"), "my-bert"),
+        (render_model_card(temporary, {"repo_id": "someone/hub-bert"}, name="my-bert"), "someone/hub-bert"),
+    ):
+        _, body = _split(card)
+        assert ".tmp-" not in card and "k3x9q2" not in card
+        assert f"# {expected.split('/')[-1]}\n" in body
+        assert f'pipeline("fill-mask", model="{expected}")' in _sections(body)["How to use"]
+
+
+def test_one_sequence_length_the_trained_one(tmp_path: Path):
+    folder = _folder(tmp_path, max_position_embeddings=512)
+    info = {**PRETRAIN_INFO, "model": {**PRETRAIN_INFO["model"], "max_seq_length": 128}}
+    _, body = _split(render_model_card(folder, info))
+    sections = _sections(body)
+    assert "- Maximum sequence length: 128" in sections["Architecture"]
+    assert "at most 128 tokens" in sections["Limitations"]
+    assert "512" not in body
+
+
+def test_no_local_paths_license_only_when_given_datasets_and_language_from_the_record(tmp_path: Path):
+    folder = _folder(tmp_path)
+    info = {
+        "language": ["en", "fr"],
+        "datasets": ["someone/my-corpus"],
+        "corpus": {
+            "spec": ["/home/someone/private/corpus.jsonl.gz", "hf:wikitext:wikitext-2-raw-v1", "data/more/"]
+        },
+        "finetune": {"data": ["/home/someone/private/labels/train.csv", "hf:glue:sst2@validation"]},
+    }
+    card = render_model_card(folder, info)
+    meta, body = _split(card)
+    assert "/home" not in card and "private" not in card and "data/more" not in card
+    assert "`corpus.jsonl.gz, hf:wikitext:wikitext-2-raw-v1, more`" in body
+    assert "license" not in meta
+    assert meta["language"] == ["en", "fr"]
+    assert meta["datasets"] == ["someone/my-corpus", "wikitext", "glue"]
+
+
+def test_objective_facts_tags_and_metric_names_come_from_the_record(tmp_path: Path):
+    folder = _folder(tmp_path, arch="ElectraForPreTraining", model_type="electra")
+    record = RunRecord(
+        repo_id="someone/tiny-electra",
+        objective=ObjectiveFacts(
+            name="electra",
+            description="replaced token detection",
+            facts={"Generator": "a quarter of the discriminator's size"},
+            tags=["replaced-token-detection"],
+            metric_labels={"eval_rtd_accuracy": "Replaced-token accuracy"},
+        ),
+        training=TrainingFacts(steps=10),
+        eval={"eval_loss": 0.5, "eval_rtd_accuracy": 0.9},
+    )
+    meta, body = _split(render_model_card(folder, record))
+    assert "pipeline_tag" not in meta  # the objective names none and ElectraForPreTraining has no pipeline
+    assert meta["tags"] == ["mlm", "electra", "replaced-token-detection"]
+    sections = _sections(body)
+    assert "pretrained from scratch with replaced token detection" in body
+    assert "- Generator: a quarter of the discriminator's size" in sections["Training"]
+    assert "Replaced token detection, on the held-out validation split:" in sections["Evaluation"]
+    assert "| Replaced-token accuracy | 0.9 |" in sections["Evaluation"]
+    assert "| Loss | 0.5 |" in sections["Evaluation"]
+    usage = sections["How to use"]
+    assert 'AutoModel.from_pretrained("someone/tiny-electra")' in usage and "pipeline(" not in usage
+    for word in ("mask", "MLM", "Mask", "perplexity", "Perplexity"):
+        assert word not in body, word
+    _assert_no_blanks(render_model_card(folder, record))
+
+
+def test_finetuned_record_gives_a_valid_model_index_with_real_split_names(tmp_path: Path):
+    from huggingface_hub import ModelCard, metadata_load
+
+    folder = _folder(
+        tmp_path, arch="BertForSequenceClassification", id2label={"0": "negative", "1": "positive"}
+    )
+    record = RunRecord(
+        kind="finetune",
+        repo_id="someone/sst2-bert",
+        model=ModelFacts(max_seq_length=64),
+        training=TrainingFacts(steps=39, epochs=3.0, batch_size=16, learning_rate=2e-3, hardware="CPU"),
+        finetune=FinetuneFacts(
+            data=["hf:glue:sst2@train", "hf:glue:sst2@validation", "hf:glue:sst2@test"],
+            base_model="someone/tiny-bert",
+            pipeline_tag="text-classification",
+            problem_type="single_label_classification",
+            label_names=["negative", "positive"],
+            train_samples=200,
+            metrics={
+                "validation": {"accuracy": 0.85, "loss": 0.4},
+                "test": {"accuracy": 0.8, "f1_macro": 0.79},
+            },
+        ),
+    )
+    write_model_card(folder, record)
+    meta = metadata_load(folder / "README.md")
+    assert meta["pipeline_tag"] == "text-classification" and meta["base_model"] == "someone/tiny-bert"
+    results = ModelCard.load(folder / "README.md").data.eval_results
+    assert {(r.dataset_split, r.metric_type, r.metric_value) for r in results} == {
+        ("validation", "accuracy", 0.85),
+        ("test", "accuracy", 0.8),
+        ("test", "f1_macro", 0.79),
+    }
+    assert {(r.dataset_type, r.dataset_config, r.task_type) for r in results} == {
+        ("glue", "sst2", "text-classification")
+    }
+    _, body = _split((folder / "README.md").read_text())
+    sections = _sections(body)
+    assert "- Training examples: 200" in sections["Training"] and "- Epochs: 3" in sections["Training"]
+    assert "- Problem type: single_label_classification" in sections["Training"]
+    assert (
+        "on the validation split:" in sections["Evaluation"]
+        and "on the test split:" in sections["Evaluation"]
+    )
+    assert "| F1 macro | 0.79 |" in sections["Evaluation"]
+    assert "Masking" not in body and "at most 64 tokens" in sections["Limitations"]
+    assert "`negative`, `positive`" in sections["How to use"]
+
+
+def test_pretraining_card_names_the_final_folder_and_no_local_path(packed_dir: Path, tmp_path: Path):
+    """Pretraining writes its card inside a temporary folder that is renamed afterwards."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_run import tiny_pretrain_config
+
+    from mlm.pretrain import pretrain
+
+    out = tmp_path / "run"
+    pretrain(tiny_pretrain_config(packed_dir, out, max_steps=2, eval_steps=2, save_steps=2))
+    card = (out / "final" / "README.md").read_text()
+    meta, body = _split(card)
+    assert "# final\n" in body and 'model="final"' in body
+    assert ".tmp-" not in card and str(tmp_path) not in card and str(packed_dir.parents[1]) not in card
+    assert meta["pipeline_tag"] == "fill-mask" and "- Maximum sequence length: 32" in body
+    _assert_no_blanks(card)

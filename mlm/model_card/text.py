@@ -1,0 +1,86 @@
+"""How facts read on the card: numbers, durations, labels, bullet lists and metric tables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# Metric keys that describe the run rather than the model's quality.
+_NOT_METRICS = ("runtime", "per_second", "epoch", "step", "flos", "samples")
+
+
+def known(value: Any) -> bool:
+    """Whether a fact is worth stating (not None, empty or a non-finite number)."""
+    if value is None or value == "" or value == [] or value == {}:
+        return False
+    return not (isinstance(value, float) and not math.isfinite(value))
+
+
+def fmt(value: Any) -> str:
+    """How numbers appear in the card's text: ints with thousands separators, floats with 4 significant digits."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) >= 1000:
+            return f"{int(value):,}"
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(fmt(v) for v in value)
+    return str(value)
+
+
+def fmt_duration(seconds: float) -> str:
+    """`3,725 s (1 h 02 min)`: seconds, and hours and minutes when there are any."""
+    seconds = float(seconds)
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    human = f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else ""
+    total = f"{seconds:,.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    return f"{total} ({human})" if human else total
+
+
+def humanize(key: str) -> str:
+    """`masked_accuracy` -> `Masked accuracy`."""
+    text = str(key).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def code(value: Any) -> str | None:
+    """`value` in backticks, None when unknown."""
+    return f"`{fmt(value)}`" if known(value) else None
+
+
+def number(value: Any) -> str | None:
+    return fmt(value) if known(value) else None
+
+
+def bullets(items: list[tuple[str, str | None]]) -> list[str]:
+    """`- Label: value` lines for the known values."""
+    return [f"- {label}: {value}" for label, value in items if known(value)]
+
+
+def metric_items(metrics: dict[str, Any] | None) -> dict[str, float]:
+    """The quality metrics among `metrics` (numbers only; runtimes, counts and epochs left out)."""
+    out = {}
+    for key, value in (metrics or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not known(value):
+            continue
+        if not any(word in key for word in _NOT_METRICS):
+            out[key] = value
+    return out
+
+
+def metric_name(key: str) -> str:
+    """`eval_accuracy` -> `accuracy`: the metric without the split prefix Trainer adds."""
+    for prefix in ("eval_", "test_", "validation_"):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
