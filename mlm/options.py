@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -216,6 +215,6 @@ def hardware(opts: TrainerOptions) -> str:
     """The device training runs on, in words (for the run record)."""
     import torch
 
-    if torch.cuda.is_available() and not opts.use_cpu:
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    from mlm.run_record import describe_hardware
+
+    return describe_hardware(torch.cuda.is_available() and not opts.use_cpu)

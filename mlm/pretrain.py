@@ -48,6 +48,7 @@ from mlm.trainer import (
 )
 
 PRETRAIN_STEP = "pretrain"
+FINAL_DIR = "final"
 
 
 @dataclass
@@ -322,7 +323,7 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
     if not trainer.is_world_process_zero():
         return metrics
     record = run_record(run, trainer.state.global_step, final_eval, wall)
-    with atomic_output_dir(out / "final") as tmp:
+    with atomic_output_dir(out / FINAL_DIR) as tmp:
         if gathered:
             for f in staging.iterdir():
                 os.replace(f, tmp / f.name)
@@ -335,7 +336,7 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
         _write_step_metadata(tmp, cfg, run.data.tokenizer_dir)
     write_json(out / "log_history.json", trainer.state.log_history)
     _write_step_metadata(out, cfg, run.data.tokenizer_dir)
-    failures = run.hub_callback.finish(str(out / "final")) if run.hub_callback is not None else []
+    failures = run.hub_callback.finish(str(out / FINAL_DIR)) if run.hub_callback is not None else []
     for f in failures:
         print(f"warning: {f}")
     metrics["hub_push_failures"] = failures
@@ -427,7 +428,7 @@ def _step_meta(folder: Path) -> dict:
 def _write_card(folder: Path, record: RunRecord) -> None:
     from mlm.model_card import write_model_card
 
-    write_model_card(folder, record.to_dict())
+    write_model_card(folder, record, name=FINAL_DIR)
 
 
 def _write_step_metadata(folder: Path, cfg: PretrainConfig, tokenizer_dir: str) -> None:

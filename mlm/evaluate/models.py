@@ -56,10 +56,10 @@ def _run_models(run: Path) -> list[Path]:
 
 def checkpoint_info(path: Path) -> Checkpoint:
     """Step and pretraining tokens seen, from run_info.json (or trainer_state.json, or the folder name)."""
-    step = tokens = None
-    if (path / "run_info.json").is_file():
-        training = read_json(path / "run_info.json").get("training") or {}
-        step, tokens = training.get("steps"), training.get("tokens_seen")
+    from mlm.run_record import RunRecord
+
+    training = RunRecord.load(path).training
+    step, tokens = training.steps, training.tokens_seen
     if step is None and (path / "trainer_state.json").is_file():
         state = read_json(path / "trainer_state.json")
         step = state.get("global_step")

@@ -91,4 +91,10 @@ class MaskedLanguageModelling(Objective):
             description=self.description,
             pipeline_tag="fill-mask",
             facts={"Masking": masking_text(as_group(self.cfg, MaskingConfig))},
+            tags=["masked-language-modeling"],
+            metric_labels={
+                "eval_loss": "MLM loss",
+                "perplexity": "Perplexity",
+                "masked_accuracy": "Masked-token accuracy",
+            },
         )
