@@ -30,11 +30,13 @@ import glob
 import gzip
 import hashlib
 import io
+import itertools
 import json
+import operator
 import os
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -276,14 +278,14 @@ class _Text:
 
 
 def _batched(items: Iterable[Any]) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= BATCH:
-            yield batch
-            batch = []
-    if batch:
+    it = iter(items)
+    while batch := list(itertools.islice(it, BATCH)):
         yield batch
+
+
+def _getter(keys: Sequence[Any]) -> Callable[[Any], Any]:
+    """Picks `keys` out of a row: one value for one key, else a tuple (as `operator.itemgetter`)."""
+    return operator.itemgetter(*keys)
 
 
 def _txt_documents(f: IO[str], txt_mode: str) -> Iterator[str]:
@@ -346,7 +348,7 @@ def _json_records(f: IO[str], path: str, suffix: str) -> Iterator[tuple[str, int
     if first.lstrip().startswith("[") or (suffix == ".json" and (len(content) == 1 or not _parses(first))):
         yield from _json_document("".join(head) + f.read(), path)
         return
-    for n, line in enumerate(_chain(head, f), 1):
+    for n, line in enumerate(itertools.chain(head, f), 1):
         if line.strip():
             try:
                 yield "line", n, json.loads(line)
@@ -354,11 +356,6 @@ def _json_records(f: IO[str], path: str, suffix: str) -> Iterator[tuple[str, int
                 raise UserError(
                     f"{path} line {n} is not valid JSON ({e.msg}); expected JSON lines or a JSON list"
                 ) from None
-
-
-def _chain(head: list[str], rest: Iterable[str]) -> Iterator[str]:
-    yield from head
-    yield from rest
 
 
 def _parses(text: str) -> bool:
@@ -390,8 +387,10 @@ def _json_document(text: str, path: str) -> Iterator[tuple[str, int, Any]]:
         yield "item", n, item
 
 
-def _json_rows(f: IO[str], path: str, suffix: str, columns: Sequence[str]) -> Iterator[tuple]:
-    """The values of `columns` in each JSON record; every record must be an object holding all of them."""
+def _json_rows(f: IO[str], path: str, suffix: str, columns: Sequence[str]) -> Iterator[Any]:
+    """The values of `columns` in each JSON record (see `_getter`); every record must be an object holding
+    all of them."""
+    get = _getter(columns)
     for unit, n, record in _json_records(f, path, suffix):
         if not isinstance(record, dict):
             raise UserError(
@@ -399,7 +398,7 @@ def _json_rows(f: IO[str], path: str, suffix: str, columns: Sequence[str]) -> It
                 "expected JSON lines or a list of objects"
             )
         try:
-            yield tuple(record[c] for c in columns)
+            yield get(record)
         except KeyError:
             _column_index(f"{path} ({unit} {n})" if n > 1 else path, list(record), columns)
             raise  # pragma: no cover - _column_index raised
@@ -409,50 +408,60 @@ def _json_rows(f: IO[str], path: str, suffix: str, columns: Sequence[str]) -> It
 
 
 class _LineFeed:
-    """The lines of a text file, numbered; the lines of a bad record after its first can be read again."""
+    """The lines of a text file for `csv.reader`, numbered; a bad record's lines after its first can be read
+    again, so that a quote left open costs one line, not the rows it swallowed."""
 
     def __init__(self, f: IO[str]) -> None:
-        self._lines = enumerate(f, 1)
-        self._again: list[tuple[int, str]] = []  # lines to read again, the next one last
-        self.record: list[tuple[int, str]] = []  # the numbered lines of the record being read
+        self._lines = iter(f)
+        self._again: list[str] = []  # lines to read again, the next one last
+        self.lines: list[str] = []  # the lines of the record being read
+        self.first, self.last = 1, 0  # its first line's number, and the last line's given out
 
     def __iter__(self) -> _LineFeed:
         return self
 
     def __next__(self) -> str:
-        item = self._again.pop() if self._again else next(self._lines)
-        self.record.append(item)
-        return item[1]
+        line = self._again.pop() if self._again else next(self._lines)
+        self.last += 1
+        self.lines.append(line)
+        return line
+
+    def start_record(self) -> None:
+        self.lines = []
+        self.first = self.last + 1
 
     def read_again(self) -> None:
-        """Read the current record's lines after its first again: a quote left open loses one line only."""
-        self._again.extend(reversed(self.record[1:]))
+        """Give out the current record's lines after its first again."""
+        self._again.extend(reversed(self.lines[1:]))
+        self.last = self.first
 
 
-def _csv_records(feed: _LineFeed) -> Iterator[tuple[int, int, list[str] | None, str]]:
-    """(first line, last line, fields or None, problem) of each record of a quoted CSV, read strictly."""
+def _csv_records(
+    lines: Iterable[str], feed: _LineFeed | None
+) -> Iterator[tuple[int, int, list[str] | None, str]]:
+    """(first line, last line, fields or None, problem) of each record of a quoted CSV, read strictly.
+
+    `feed`: the `_LineFeed` that `lines` is, when bad records are to be read again (else lines are counted
+    by the reader, which reads the file at C speed)."""
     csv.field_size_limit(2**31 - 1)
-    reader = csv.reader(feed, strict=True)
+    reader = csv.reader(lines, strict=True)
+    last = 0
     while True:
-        feed.record = []
+        if feed is not None:
+            feed.start_record()
         try:
             fields, problem = next(reader), ""
         except StopIteration:
             return
         except csv.Error as e:
-            fields, problem = None, f"not valid CSV ({e})"
-        lines = [n for n, _ in feed.record] or [0]
-        yield lines[0], lines[-1], fields, problem
+            fields, problem = None, f"not valid CSV: {e}"
+        first, last = (feed.first, feed.last) if feed is not None else (last + 1, reader.line_num)
+        yield first, last, fields, problem
 
 
-def _split_records(feed: _LineFeed, delimiter: str) -> Iterator[tuple[int, int, list[str] | None, str]]:
+def _split_records(f: IO[str], delimiter: str) -> Iterator[tuple[int, int, list[str] | None, str]]:
     """(line, line, fields, "") of each line split on `delimiter`, with no quoting."""
-    while True:
-        feed.record = []
-        line = next(feed, None)
-        if line is None:
-            return
-        n = feed.record[0][0]
+    for n, line in enumerate(f, 1):
         yield n, n, line.rstrip("\r\n").split(delimiter), ""
 
 
@@ -465,9 +474,11 @@ class _BadLines:
 
     def add(self, first: int, last: int, problem: str) -> None:
         if last > first:
-            problem = f"a quoted field runs on to line {last}: is a closing quote missing? ({problem})"
+            problem = (
+                f"a quoted field opened here runs on to line {last} ({problem}); is a closing quote missing?"
+            )
         if self.mode == "error":
-            raise UserError(f"{self.path} line {first}: {problem} (on_bad_lines: skip drops such lines)")
+            raise UserError(f"{self.path} line {first}: {problem} (on_bad_lines: skip drops bad lines)")
         self.count += 1
         self.first = self.first or first
 
@@ -482,36 +493,47 @@ class _BadLines:
 
 def _delimited_rows(
     f: IO[str], path: str, delimiter: str, columns: Sequence[str], opts: ReadOptions
-) -> Iterator[tuple]:
-    """The values of `columns` in each row of a delimited file (CSV quoting when `delimiter` is a comma)."""
-    feed = _LineFeed(f)
-    records = _csv_records(feed) if delimiter == "," else _split_records(feed, delimiter)
+) -> Iterator[Any]:
+    """The values of `columns` (see `_getter`, not yet stripped) in each row of a delimited file, with CSV
+    quoting when `delimiter` is a comma."""
+    feed = _LineFeed(f) if delimiter == "," and opts.on_bad_lines == "skip" else None
+    records = _csv_records(feed or f, feed) if delimiter == "," else _split_records(f, delimiter)
     header = list(opts.column_names) if opts.column_names else None
-    index = _column_index(path, header, columns) if header else []
+    get = _getter(_column_index(path, header, columns)) if header else None
     bad = _BadLines(path, opts.on_bad_lines)
     for first, last, fields, problem in records:
-        if fields is not None and not any(x.strip() for x in fields):
-            continue  # a blank line
+        if fields is not None and _blank(fields):
+            continue
         if header is None:
             if fields is None:
                 raise UserError(f"{path} line {first}: {problem}")
             header = [c.strip() for c in fields]
-            index = _column_index(path, header, columns)
+            get = _getter(_column_index(path, header, columns))
             continue
-        if fields is not None:
-            if delimiter != "," and len(fields) > len(header):  # the last column takes the rest
-                fields[len(header) - 1 :] = [delimiter.join(fields[len(header) - 1 :])]
-            if len(fields) != len(header):
-                problem = (
-                    f"{len(fields)} field(s), expected {len(header)} ({', '.join(header)}); "
-                    "check delimiter / column_names"
-                )
+        if fields is not None and len(fields) != len(header):
+            fields, problem = _fit(fields, header, delimiter)
         if problem:
             bad.add(first, last, problem)
-            feed.read_again()
+            if feed is not None:
+                feed.read_again()
             continue
-        yield tuple(fields[i].strip() for i in index)
+        yield get(fields)
     bad.warn()
+
+
+def _blank(fields: list[str]) -> bool:
+    text = "".join(fields)
+    return not text or text.isspace()
+
+
+def _fit(fields: list[str], header: list[str], delimiter: str) -> tuple[list[str], str]:
+    """Fields that do not match the header: the last column takes the rest when there is no quoting;
+    otherwise, or when too few, the problem."""
+    n = len(header)
+    if delimiter != "," and len(fields) > n:
+        return fields[: n - 1] + [delimiter.join(fields[n - 1 :])], ""
+    problem = f"{len(fields)} field(s), expected {n} ({', '.join(header)}); check delimiter / column_names"
+    return fields, problem
 
 
 # --- Parquet ------------------------------------------------------------------------------------------------
@@ -561,8 +583,10 @@ def iter_columns(
         else:
             rows = _json_rows(f, path, suffix, columns)
         for batch in _batched(rows):
-            values = list(zip(*batch))
-            yield {c: list(values[i]) for i, c in enumerate(columns)}
+            values = [batch] if len(columns) == 1 else [list(v) for v in zip(*batch)]
+            if delimiter:
+                values = [[v.strip() for v in column] for column in values]
+            yield dict(zip(columns, values))
 
 
 # --- Hub, saved and built-in datasets -----------------------------------------------------------------------
