@@ -18,7 +18,8 @@ import numpy as np
 from data_prep.arrow_files import iter_record_batches, shard_name, write_dataset_dict, write_split_metadata
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
-from data_prep.sources import ENCODING_ERRORS, TXT_MODES, corpus_fingerprint, iter_corpus, resolve_specs
+from data_prep.read import corpus_fingerprint, resolve_specs
+from data_prep.sources import corpus_options, iter_corpus
 from data_prep.steps import file_fingerprint, write_step_metadata
 
 STEP = "prepare"
@@ -46,6 +47,13 @@ class PrepareConfig:
     # what to do with bytes that are not UTF-8: fail, or replace them with U+FFFD
     encoding_errors: str = field(
         default="strict", metadata={"help": "bad UTF-8: 'strict' (fail) or 'replace'"}
+    )
+    # the encoding of the corpus files
+    encoding: str = field(default="utf-8", metadata={"help": "encoding of the corpus files (e.g. latin-1)"})
+    # CSV/TSV rows with a wrong field count or a quote left open: refuse the file, or skip them with a warning
+    on_bad_lines: str = field(
+        default="error",
+        metadata={"help": "malformed CSV/TSV rows: 'error' (fail) or 'skip' (with a warning)"},
     )
     # config name of a Hub dataset (when the spec does not give one)
     hub_config: str | None = field(default=None, metadata={"help": "config of hf: datasets without :CONFIG"})
@@ -87,16 +95,12 @@ class PrepareConfig:
             )
         if not self.output_dir:
             raise UserError("prepare: 'output_dir' is empty")
-        if self.txt_mode not in TXT_MODES:
-            raise UserError(
-                f"prepare: txt_mode '{self.txt_mode}' is not valid; choose one of: {', '.join(TXT_MODES)}"
-            )
-        if self.encoding_errors not in ENCODING_ERRORS:
-            raise UserError(
-                f"prepare: encoding_errors '{self.encoding_errors}' is not valid; choose one of: {', '.join(ENCODING_ERRORS)}"
-            )
         if not self.text_field:
             raise UserError("prepare: 'text_field' is empty")
+        try:
+            self.reading_kwargs()
+        except UserError as e:
+            raise UserError(f"prepare: {e}") from None
         if self.min_chars < 0:
             raise UserError(f"prepare: min_chars must be >= 0, got {self.min_chars}")
         if not 0 < self.validation_fraction < 1:
@@ -107,6 +111,18 @@ class PrepareConfig:
             raise UserError(f"prepare: validation_size must be >= 1, got {self.validation_size}")
         if self.num_proc is not None and self.num_proc < 1:
             raise UserError(f"prepare: num_proc must be >= 1, got {self.num_proc}")
+
+    def reading_kwargs(self) -> dict:
+        """The options that say how the corpus is read (checked), as keyword arguments of `iter_corpus`."""
+        opts = {
+            "text_field": self.text_field,
+            "txt_mode": self.txt_mode,
+            "encoding_errors": self.encoding_errors,
+            "encoding": self.encoding,
+            "on_bad_lines": self.on_bad_lines,
+        }
+        corpus_options(**opts)
+        return opts
 
 
 # --- cleaning -----------------------------------------------------------------------------------------------
@@ -186,7 +202,7 @@ def _read_and_clean(cfg: PrepareConfig, path: Path) -> tuple[int, np.ndarray, np
     from datasets.arrow_writer import ArrowWriter
 
     batches = iter_corpus(
-        cfg.corpus, cfg.text_field, cfg.txt_mode, cfg.encoding_errors, cfg.hub_config, cfg.hub_split
+        cfg.corpus, hub_config=cfg.hub_config, hub_split=cfg.hub_split, **cfg.reading_kwargs()
     )
     jobs = ((texts, cfg.strip_html) for texts in batches)
     chars: list[np.ndarray] = []
@@ -290,9 +306,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         files = [file_fingerprint(s.name) for s in sources if s.kind == "file"]
         inputs = {
             "corpus": cfg.corpus,
-            "fingerprint": corpus_fingerprint(
-                sources, text_field=cfg.text_field, txt_mode=cfg.txt_mode, encoding_errors=cfg.encoding_errors
-            ),
+            "fingerprint": corpus_fingerprint(sources, **cfg.reading_kwargs()),
             "files": files[:_MAX_FILES_RECORDED],
             "files_total": len(files),
         }

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
-from data_prep.sources import ENCODING_ERRORS, TXT_MODES, iter_corpus
+from data_prep.sources import corpus_options, iter_corpus
 from data_prep.steps import folder_fingerprint, write_step_metadata
 
 STEP = "tokenizer"
@@ -46,6 +46,12 @@ class TokenizerConfig:
     # bad UTF-8 in `corpus` files: 'strict' (fail) or 'replace'
     encoding_errors: str = field(
         default="strict", metadata={"help": "bad UTF-8 in corpus: 'strict' or 'replace'"}
+    )
+    # the encoding of `corpus` files
+    encoding: str = field(default="utf-8", metadata={"help": "encoding of corpus files (e.g. latin-1)"})
+    # malformed CSV/TSV rows in `corpus`: refuse the file, or skip them with a warning
+    on_bad_lines: str = field(
+        default="error", metadata={"help": "malformed CSV/TSV rows in corpus: 'error' or 'skip'"}
     )
     # tokenizer model: wordpiece (BERT), bpe (byte-level) or unigram (SentencePiece-like)
     kind: str = field(default="wordpiece", metadata={"help": "tokenizer model: wordpiece, bpe or unigram"})
@@ -83,14 +89,12 @@ class TokenizerConfig:
             )
         if self.kind not in KINDS:
             raise UserError(f"tokenizer: kind '{self.kind}' is not valid; choose one of: {', '.join(KINDS)}")
-        if self.txt_mode not in TXT_MODES:
-            raise UserError(
-                f"tokenizer: txt_mode '{self.txt_mode}' is not valid; choose one of: {', '.join(TXT_MODES)}"
+        try:
+            corpus_options(
+                self.text_field, self.txt_mode, self.encoding_errors, self.encoding, self.on_bad_lines
             )
-        if self.encoding_errors not in ENCODING_ERRORS:
-            raise UserError(
-                f"tokenizer: encoding_errors '{self.encoding_errors}' is not valid; choose one of: {', '.join(ENCODING_ERRORS)}"
-            )
+        except UserError as e:
+            raise UserError(f"tokenizer: {e}") from None
         if self.vocab_size < 2 * VOCAB_MULTIPLE:
             raise UserError(f"tokenizer: vocab_size must be >= {2 * VOCAB_MULTIPLE}, got {self.vocab_size}")
         if self.min_frequency < 1:
@@ -208,7 +212,14 @@ def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
             )
         batches = (b["text"] for b in dd["train"].select_columns(["text"]).iter(batch_size=_BATCH))
     else:
-        batches = iter_corpus(cfg.corpus, cfg.text_field, cfg.txt_mode, cfg.encoding_errors)
+        batches = iter_corpus(
+            cfg.corpus,
+            cfg.text_field,
+            cfg.txt_mode,
+            cfg.encoding_errors,
+            encoding=cfg.encoding,
+            on_bad_lines=cfg.on_bad_lines,
+        )
     for batch in batches:
         for start in range(0, len(batch), _BATCH):
             out = []

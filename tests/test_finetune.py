@@ -20,9 +20,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from data_prep import builtin
 from data_prep.errors import UserError
 from mlm import finetune as ft
-from mlm import labelled_data
 from mlm.finetune import FinetuneConfig, finetune
 from mlm.labelled_data import build_label_map, check_labels, load_labelled, stratified_subset
 
@@ -294,7 +294,7 @@ def test_builtin_spec(monkeypatch) -> None:
             for s in ("train", "test")
         }
     )
-    monkeypatch.setattr(labelled_data, "_pydocs_task", lambda seed=0: fake)
+    monkeypatch.setattr(builtin, "pydocs_task", lambda seed=0: fake)
     ds = load_labelled("builtin:pydocs@test", text_column="text", text_pair_column=None, label_column="label")
     assert ds["label"] == ["os", "json"]
     with pytest.raises(UserError, match="splits: train, test"):
