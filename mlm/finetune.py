@@ -35,10 +35,12 @@ from transformers import (
 
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
+from data_prep.read import ReadOptions
 from data_prep.steps import write_step_metadata
 from mlm import labelled_data, metrics
 from mlm.distributed import destroy_process_group_at_exit
 from mlm.model_card import write_model_card
+from mlm.options import TrainerOptions, as_group, training_arguments, validate_groups, with_defaults
 from mlm.run_record import (
     CorpusFacts,
     FinetuneFacts,
@@ -56,7 +58,8 @@ STEP = "finetune"
 
 
 @dataclass
-class FinetuneConfig:
+@with_defaults(learning_rate=1e-4)
+class FinetuneConfig(TrainerOptions):
     """Settings of `mlm finetune` (a recipe's `finetune:` section)."""
 
     model: str = field(
@@ -96,6 +99,13 @@ class FinetuneConfig:
     encoding: str = field(
         default="utf-8", metadata={"help": "text encoding of the data files (e.g. latin-1)"}
     )
+    encoding_errors: str = field(
+        default="strict", metadata={"help": "undecodable bytes: 'strict' (fail) or 'replace'"}
+    )
+    on_bad_lines: str = field(
+        default="error",
+        metadata={"help": "malformed CSV/TSV rows: 'error' (fail) or 'skip' (with a warning)"},
+    )
     from_scratch: bool = field(
         default=False,
         metadata={
@@ -105,15 +115,6 @@ class FinetuneConfig:
     max_seq_length: int = field(
         default=128, metadata={"help": "longer inputs are truncated to this many tokens"}
     )
-    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW, linear decay)"})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "training batch size per device"})
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size per device"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(
-        default=0.1, metadata={"help": "fraction of training steps with linear warmup"}
-    )
-    seed: int = field(default=42, metadata={"help": "random seed (head initialisation, shuffling, subsets)"})
     metrics: list[str] = field(
         default_factory=lambda: ["accuracy", "f1_macro"],
         metadata={
@@ -135,52 +136,34 @@ class FinetuneConfig:
         default=1.0,
         metadata={"help": "use this fraction of the training examples (stratified by label, seeded)"},
     )
-    logging_steps: int | None = field(
-        default=None,
-        metadata={"help": "log the training loss every N steps (default: about 20 logs per run)"},
-    )
     eval_steps: int | None = field(
         default=None, metadata={"help": "evaluate on validation every N steps (default: once per epoch)"}
     )
     save_model: bool = field(default=True, metadata={"help": "write the fine-tuned model and tokenizer"})
-    use_cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is available"})
-    report_to: str = field(
-        default="none", metadata={"help": "experiment tracker: none, tensorboard, wandb..."}
-    )
-    dataloader_num_workers: int = field(default=0, metadata={"help": "data loader worker processes"})
     fp16: bool | None = field(
         default=None, metadata={"help": "fp16 mixed precision (default: auto, bf16 preferred)"}
     )
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision (default: on when the GPU has it)"}
-    )
-    disable_tqdm: bool = field(default=False, metadata={"help": "hide the progress bars"})
 
     def validate(self) -> None:
         """Raise UserError on a missing or out-of-range setting."""
         for name in ("model", "output_dir", "train_file"):
             if not str(getattr(self, name) or "").strip():
                 raise UserError(f"finetune: '{name}' is required")
-        positive = ("max_seq_length", "per_device_train_batch_size", "per_device_eval_batch_size")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise UserError(f"finetune: '{name}' must be positive, got {getattr(self, name)}")
-        for name in ("max_train_samples", "logging_steps", "eval_steps"):
+        try:
+            validate_groups(self)
+            ReadOptions(
+                encoding=self.encoding, encoding_errors=self.encoding_errors, on_bad_lines=self.on_bad_lines
+            )
+        except UserError as e:
+            raise UserError(f"finetune: {e}") from None
+        for name in ("max_seq_length", "max_train_samples", "eval_steps"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UserError(f"finetune: '{name}' must be positive, got {value}")
-        if not self.learning_rate > 0:
-            raise UserError(f"finetune: 'learning_rate' must be positive, got {self.learning_rate}")
-        if not self.num_train_epochs > 0:
+        if not self.num_train_epochs > 0 and self.max_steps <= 0:
             raise UserError(f"finetune: 'num_train_epochs' must be positive, got {self.num_train_epochs}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UserError(f"finetune: 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0:
-            raise UserError(f"finetune: 'weight_decay' must be >= 0, got {self.weight_decay}")
         if not 0 < self.label_fraction <= 1:
             raise UserError(f"finetune: 'label_fraction' must be in (0, 1], got {self.label_fraction}")
-        if self.dataloader_num_workers < 0:
-            raise UserError("finetune: 'dataloader_num_workers' must be >= 0")
         if not self.metrics:
             raise UserError("finetune: 'metrics' must name at least one metric")
         metrics.check_metric_names(self.metrics, where="finetune: metrics")
@@ -200,7 +183,8 @@ class FinetuneConfig:
 # --- data ---------------------------------------------------------------------------------------------
 
 
-def _load(cfg: FinetuneConfig, spec: str) -> datasets.Dataset:
+def load_split(cfg: FinetuneConfig, spec: str) -> datasets.Dataset:
+    """One labelled split (`spec`: a file, `hf:NAME@SPLIT` or `builtin:`) read with the config's options."""
     return labelled_data.load_labelled(
         spec,
         text_column=cfg.text_column,
@@ -209,6 +193,8 @@ def _load(cfg: FinetuneConfig, spec: str) -> datasets.Dataset:
         column_names=cfg.column_names,
         delimiter=cfg.delimiter,
         encoding=cfg.encoding,
+        encoding_errors=cfg.encoding_errors,
+        on_bad_lines=cfg.on_bad_lines,
     )
 
 
@@ -352,28 +338,16 @@ def _training_args(
         eval_strategy = "steps"
     else:
         eval_strategy = "epoch"
-    kwargs = dict(
+    kwargs = training_arguments(
+        as_group(cfg, TrainerOptions),
         output_dir=str(scratch),
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_train_epochs,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
-        lr_scheduler_type="linear",
-        seed=cfg.seed,
         eval_strategy=eval_strategy,
         eval_steps=cfg.eval_steps,
         save_strategy="no",
         logging_strategy="steps",
         logging_steps=cfg.logging_steps or max(1, total_steps // 20),
-        report_to=cfg.report_to,
-        use_cpu=cfg.use_cpu,
         fp16=fp16,
         bf16=bf16,
-        dataloader_num_workers=cfg.dataloader_num_workers,
-        dataloader_pin_memory=torch.cuda.is_available() and not cfg.use_cpu,
-        disable_tqdm=cfg.disable_tqdm,
     )
     try:
         return TrainingArguments(**kwargs)
@@ -440,7 +414,7 @@ class _Task:
 
 def _load_task(cfg: FinetuneConfig) -> _Task:
     """Read and check the labelled data (before any model is loaded, so these cheap checks fail first)."""
-    train_full = _load(cfg, cfg.train_file)
+    train_full = load_split(cfg, cfg.train_file)
     label_map = labelled_data.build_label_map(train_full[cfg.label_column])
     if len(label_map) < 2:
         raise UserError(f"{cfg.train_file}: found {len(label_map)} label(s); classification needs at least 2")
@@ -451,7 +425,7 @@ def _load_task(cfg: FinetuneConfig) -> _Task:
     evals: dict[str, datasets.Dataset] = {}
     for split, spec in (("validation", cfg.validation_file), ("test", cfg.test_file)):
         if spec:
-            evals[split] = _load(cfg, spec)
+            evals[split] = load_split(cfg, spec)
             labelled_data.check_labels(evals[split], cfg.label_column, label_map, spec)
     train = labelled_data.stratified_subset(
         train_full,

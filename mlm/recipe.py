@@ -263,21 +263,16 @@ def _run_finetune(cfg, plan, results):
 
 
 def _tfidf(cfg) -> dict[str, Any]:
+    """TF-IDF + logistic regression on the finetune step's data, read exactly as fine-tuning reads it."""
     from mlm.baselines import tfidf_baseline
-    from mlm.labelled_data import load_labelled
+    from mlm.finetune import load_split
 
-    kw = dict(
-        text_column=cfg.text_column,
-        text_pair_column=cfg.text_pair_column,
-        label_column=cfg.label_column,
-        column_names=cfg.column_names,
-    )
-    train = load_labelled(cfg.train_file, **kw)
+    train = load_split(cfg, cfg.train_file)
     evals = {"test": cfg.test_file, "validation": cfg.validation_file}
     return {
         split: tfidf_baseline(
             train,
-            load_labelled(path, **kw),
+            load_split(cfg, path),
             cfg.text_column,
             cfg.label_column,
             text_pair_column=cfg.text_pair_column,

@@ -391,7 +391,7 @@ def test_sentence_pairs(checkpoint: Path, tmp_path: Path) -> None:
         save_model=True,
     )
     tokenizer = ft._load_tokenizer(str(checkpoint))
-    encoded = ft._tokenize(ft._load(cfg, str(files["train"])), cfg, tokenizer, ["no", "yes"])
+    encoded = ft._tokenize(ft.load_split(cfg, str(files["train"])), cfg, tokenizer, ["no", "yes"])
     assert set(encoded.column_names) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
     assert 1 in encoded[0]["token_type_ids"] and encoded[0]["input_ids"].count(3) == 2
     result = finetune(cfg)
@@ -539,7 +539,7 @@ def test_real_split_names_and_from_scratch_card(
         {s: datasets.Dataset.from_list(sentiment_rows(n, seed=i)) for i, (s, n) in enumerate((("train", 64),
          ("dev", 20), ("heldout", 20)))}
     )  # fmt: skip
-    monkeypatch.setattr(labelled_data, "_pydocs_task", lambda seed=0: fake)
+    monkeypatch.setattr(builtin, "pydocs_task", lambda seed=0: fake)
     splits = {
         "train": "builtin:pydocs@train",
         "validation": "builtin:pydocs@dev",

@@ -89,6 +89,8 @@ def _load_split(opts: FileOptions):
         column_names=opts.column_names,
         delimiter=opts.delimiter,
         encoding=opts.encoding,
+        encoding_errors=opts.encoding_errors,
+        on_bad_lines=opts.on_bad_lines,
     )
     clean = _html_cleaner() if opts.strip_html else (lambda t: t)
     data = {TEXT: [clean(t) for t in ds[opts.text_column]]}

@@ -55,6 +55,8 @@ class FileOptions:
     column_names: list[str] | None = None
     delimiter: str | None = None
     encoding: str = "utf-8"
+    encoding_errors: str = "strict"
+    on_bad_lines: str = "error"
     label_transform: str = "none"
     strip_html: bool = False
 
