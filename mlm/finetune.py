@@ -198,7 +198,7 @@ def load_split(cfg: FinetuneConfig, spec: str) -> datasets.Dataset:
     )
 
 
-def _tokenize(
+def tokenize_split(
     ds: datasets.Dataset, cfg: FinetuneConfig, tokenizer: Any, label_map: list[str]
 ) -> datasets.Dataset:
     """input_ids (+ token_type_ids, attention_mask) truncated to max_seq_length, and integer `labels`."""
@@ -240,7 +240,7 @@ def _not_found(name: str, what: str, err: Exception) -> UserError:
     return UserError(f"{what} {name} not found: not a local folder and not reachable on the Hub (offline)")
 
 
-def _load_tokenizer(name: str, token_types: bool = False) -> Any:
+def load_tokenizer(name: str, token_types: bool = False) -> Any:
     """Load a tokenizer; `token_types` makes it return token_type_ids by default (saved with it too)."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
@@ -253,7 +253,8 @@ def _load_tokenizer(name: str, token_types: bool = False) -> Any:
         raise _not_found(name, "tokenizer", e) from None
 
 
-def _load_config(name: str, label_map: list[str]) -> transformers.PretrainedConfig:
+def load_classifier_config(name: str, label_map: list[str]) -> transformers.PretrainedConfig:
+    """The checkpoint's config with a classification head for `label_map`."""
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as e:
@@ -280,7 +281,8 @@ def _check_compatible(cfg: FinetuneConfig, config: transformers.PretrainedConfig
         )
 
 
-def _build_model(cfg: FinetuneConfig, config: transformers.PretrainedConfig) -> PreTrainedModel:
+def build_classifier(cfg: FinetuneConfig, config: transformers.PretrainedConfig) -> PreTrainedModel:
+    """The pretrained encoder with a fresh head, or the same architecture from scratch (seeded)."""
     transformers.set_seed(cfg.seed)
     if cfg.from_scratch:
         return AutoModelForSequenceClassification.from_config(config)
@@ -379,7 +381,8 @@ def _truncated_fraction(ds: datasets.Dataset, max_len: int) -> float:
     return float(np.mean([n >= max_len for n in lengths])) if lengths else 0.0
 
 
-def _write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_map: list[str]) -> None:
+def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_map: list[str]) -> None:
+    """predictions.jsonl: each example's label, prediction and class probabilities."""
     probs = _softmax(logits.astype(np.float64))
     with open(path, "w", encoding="utf-8") as f:
         for i, (p, y) in enumerate(zip(probs, labels)):
@@ -439,12 +442,12 @@ def _load_task(cfg: FinetuneConfig) -> _Task:
 
 def _load_model(cfg: FinetuneConfig, label_map: list[str]) -> tuple[PreTrainedModel, Any]:
     """The classifier (pretrained or from scratch) and its tokenizer, checked to belong together."""
-    config = _load_config(cfg.model, label_map)
+    config = load_classifier_config(cfg.model, label_map)
     # BERT-style models have segment embeddings: make the tokenizer (and the saved copy) emit their ids, so
     # pairs are encoded the same way in training and at inference
-    tokenizer = _load_tokenizer(cfg.tokenizer or cfg.model, getattr(config, "type_vocab_size", 1) > 1)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, getattr(config, "type_vocab_size", 1) > 1)
     _check_compatible(cfg, config, tokenizer)
-    return _build_model(cfg, config), tokenizer
+    return build_classifier(cfg, config), tokenizer
 
 
 def _train(
@@ -530,7 +533,7 @@ def _evaluate_splits(
         }
         if split == "test" or "test" not in evals_tok:
             results["predictions_of"] = split
-            _write_predictions(out / "predictions.jsonl", logits, pred.label_ids, label_map)
+            write_predictions(out / "predictions.jsonl", logits, pred.label_ids, label_map)
     results.setdefault("predictions_of", None)
     return results
 
@@ -630,8 +633,10 @@ def finetune(cfg: FinetuneConfig) -> dict:
     started = time.time()
     task = _load_task(cfg)
     model, tokenizer = _load_model(cfg, task.label_map)
-    train_tok = _tokenize(task.train, cfg, tokenizer, task.label_map)
-    evals_tok = {split: _tokenize(ds, cfg, tokenizer, task.label_map) for split, ds in task.evals.items()}
+    train_tok = tokenize_split(task.train, cfg, tokenizer, task.label_map)
+    evals_tok = {
+        split: tokenize_split(ds, cfg, tokenizer, task.label_map) for split, ds in task.evals.items()
+    }
     with atomic_output_dir(cfg.output_dir) as out:
         trainer, train_out, keep_best = _train(cfg, model, tokenizer, train_tok, evals_tok, out / "_trainer")
         results = _training_results(cfg, task, train_tok, train_out, keep_best)

@@ -390,8 +390,8 @@ def test_sentence_pairs(checkpoint: Path, tmp_path: Path) -> None:
         metrics=["accuracy", "f1", "matthews_correlation"],
         save_model=True,
     )
-    tokenizer = ft._load_tokenizer(str(checkpoint))
-    encoded = ft._tokenize(ft.load_split(cfg, str(files["train"])), cfg, tokenizer, ["no", "yes"])
+    tokenizer = ft.load_tokenizer(str(checkpoint))
+    encoded = ft.tokenize_split(ft.load_split(cfg, str(files["train"])), cfg, tokenizer, ["no", "yes"])
     assert set(encoded.column_names) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
     assert 1 in encoded[0]["token_type_ids"] and encoded[0]["input_ids"].count(3) == 2
     result = finetune(cfg)
@@ -408,7 +408,7 @@ def test_from_scratch_reinitialises(checkpoint: Path, task: dict[str, Path], tmp
     original = BertForMaskedLM.from_pretrained(checkpoint).bert.embeddings.word_embeddings.weight
     for scratch in (False, True):
         cfg = config(checkpoint, tmp_path / "x", task, from_scratch=scratch)
-        model = ft._build_model(cfg, ft._load_config(str(checkpoint), ["neg", "pos"]))
+        model = ft.build_classifier(cfg, ft.load_classifier_config(str(checkpoint), ["neg", "pos"]))
         same = torch.equal(model.bert.embeddings.word_embeddings.weight, original)
         assert same is not scratch
         assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 64
@@ -440,7 +440,7 @@ def test_failure_during_run_leaves_no_output(
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ft, "_write_predictions", boom)
+    monkeypatch.setattr(ft, "write_predictions", boom)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="disk full"):
         finetune(config(checkpoint, out, task, num_train_epochs=1.0, max_train_samples=32, test_file=None))
