@@ -1,10 +1,12 @@
 """Fine-tune a (pretrained or from-scratch) encoder as a text classifier with `transformers.Trainer`.
 
 `finetune(cfg)` reads labelled train / validation / test data (single texts or pairs), trains
-`AutoModelForSequenceClassification`, evaluates with the metric modules of `mlm.metrics`, and writes
-`output_dir` atomically: `metrics.json`, `predictions.jsonl`, `log_history.json`, `mlm_step.json` and (unless
-`save_model` is false) the model and tokenizer, loadable with `AutoModelForSequenceClassification`, with its run
-record (`run_info.json`, a `RunRecord` of kind "finetune") and model card (`README.md`).
+`AutoModelForSequenceClassification` for the config's `problem_type` (single-label, multi-label or regression:
+the model's loss follows `config.problem_type`), evaluates with `mlm.metrics`, and writes `output_dir`
+atomically: `metrics.json`, `predictions.jsonl`, `log_history.json`, `mlm_step.json` and (unless `save_model` is
+false) the model and tokenizer, loadable with `AutoModelForSequenceClassification` and
+`pipeline("text-classification")` (labels by their `label_names`), with its run record (`run_info.json`, a
+`RunRecord` of kind "finetune") and model card (`README.md`). With `push_to_hub` the folder is then pushed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +42,17 @@ from data_prep.read import ReadOptions
 from data_prep.steps import write_step_metadata
 from mlm import labelled_data, metrics
 from mlm.distributed import destroy_process_group_at_exit
+from mlm.metrics import MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
 from mlm.model_card import write_model_card
-from mlm.options import TrainerOptions, as_group, training_arguments, validate_groups, with_defaults
+from mlm.options import (
+    CardOptions,
+    HubOptions,
+    TrainerOptions,
+    as_group,
+    training_arguments,
+    validate_groups,
+    with_defaults,
+)
 from mlm.run_record import (
     CorpusFacts,
     FinetuneFacts,
@@ -59,7 +71,7 @@ STEP = "finetune"
 
 @dataclass
 @with_defaults(learning_rate=1e-4)
-class FinetuneConfig(TrainerOptions):
+class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
     """Settings of `mlm finetune` (a recipe's `finetune:` section)."""
 
     model: str = field(
@@ -88,6 +100,21 @@ class FinetuneConfig(TrainerOptions):
         metadata={"help": "column holding the second text of sentence-pair tasks (MRPC, RTE...)"},
     )
     label_column: str = field(default="label", metadata={"help": "column holding the label"})
+    problem_type: str = field(
+        default=SINGLE_LABEL,
+        metadata={
+            "help": "single_label_classification (one label per text), multi_label_classification (a list "
+            "of labels per text: a JSON list, or labels separated by commas) or regression (a number per text)"
+        },
+    )
+    label_names: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "names of the label ids, in label order (labels sorted, numerically if integers), e.g. "
+            "negative positive for 0/1: the saved model and pipeline('text-classification') use them; "
+            "regression: the name of the score"
+        },
+    )
     column_names: list[str] | None = field(
         default=None,
         metadata={"help": "column names of header-less CSV/TSV files, e.g. CoLA: source label orig sentence"},
@@ -115,11 +142,14 @@ class FinetuneConfig(TrainerOptions):
     max_seq_length: int = field(
         default=128, metadata={"help": "longer inputs are truncated to this many tokens"}
     )
-    metrics: list[str] = field(
-        default_factory=lambda: ["accuracy", "f1_macro"],
+    metrics: list[str] | None = field(
+        default=None,
         metadata={
-            "help": "metrics to report: accuracy, f1 (binary, positive = 2nd label), f1_macro, "
-            "f1_micro, f1_weighted, matthews_correlation"
+            "help": "metrics to report. Single-label: accuracy, f1 (binary, positive = 2nd label), f1_macro, "
+            "f1_micro, f1_weighted, matthews_correlation (default: accuracy f1_macro); multi-label (a label "
+            "applies when its sigmoid >= 0.5): f1_micro, f1_macro, f1_weighted, accuracy (every label right) "
+            "(default: f1_micro f1_macro); regression: mse, mae, pearsonr, spearmanr (default: mse pearsonr "
+            "spearmanr)"
         },
     )
     metric_for_best_model: str | None = field(
@@ -144,6 +174,11 @@ class FinetuneConfig(TrainerOptions):
         default=None, metadata={"help": "fp16 mixed precision (default: auto, bf16 preferred)"}
     )
 
+    @property
+    def reported_metrics(self) -> list[str]:
+        """The metrics reported: `metrics`, else the problem type's defaults."""
+        return list(self.metrics) if self.metrics is not None else metrics.DEFAULT_METRICS[self.problem_type]
+
     def validate(self) -> None:
         """Raise UserError on a missing or out-of-range setting."""
         for name in ("model", "output_dir", "train_file"):
@@ -164,11 +199,16 @@ class FinetuneConfig(TrainerOptions):
             raise UserError(f"finetune: 'num_train_epochs' must be positive, got {self.num_train_epochs}")
         if not 0 < self.label_fraction <= 1:
             raise UserError(f"finetune: 'label_fraction' must be in (0, 1], got {self.label_fraction}")
-        if not self.metrics:
+        if self.problem_type not in PROBLEM_TYPES:
+            raise UserError(
+                f"finetune: unknown problem_type '{self.problem_type}'; valid: {', '.join(PROBLEM_TYPES)}"
+            )
+        if not self.reported_metrics:
             raise UserError("finetune: 'metrics' must name at least one metric")
-        metrics.check_metric_names(self.metrics, where="finetune: metrics")
+        metrics.check_metric_names(self.reported_metrics, "finetune: metrics", self.problem_type)
+        self._validate_hub()
         if self.metric_for_best_model is not None:
-            valid = [*self.metrics, "loss"]
+            valid = [*self.reported_metrics, "loss"]
             if self.metric_for_best_model not in valid:
                 raise UserError(
                     f"finetune: metric_for_best_model '{self.metric_for_best_model}' must be one of the "
@@ -178,6 +218,17 @@ class FinetuneConfig(TrainerOptions):
                 raise UserError("finetune: metric_for_best_model needs a validation_file")
         if self.fp16 and self.bf16:
             raise UserError("finetune: set at most one of fp16 and bf16")
+
+    def _validate_hub(self) -> None:
+        if not self.push_to_hub:
+            return
+        if self.hub_strategy != "end":
+            raise UserError(
+                f"finetune: hub_strategy '{self.hub_strategy}' pushes checkpoints, and fine-tuning saves none: "
+                "it pushes the final model (hub_strategy: end)"
+            )
+        if not self.save_model:
+            raise UserError("finetune: push_to_hub needs save_model (there is no model to push)")
 
 
 # --- data ---------------------------------------------------------------------------------------------
@@ -195,14 +246,31 @@ def load_split(cfg: FinetuneConfig, spec: str) -> datasets.Dataset:
         encoding=cfg.encoding,
         encoding_errors=cfg.encoding_errors,
         on_bad_lines=cfg.on_bad_lines,
+        problem_type=cfg.problem_type,
     )
+
+
+def encode_labels(values: list, cfg: FinetuneConfig, label_map: list[str]) -> list:
+    """The `labels` the model trains on: class ids, 0/1 rows (multi-label) or floats (regression)."""
+    if cfg.problem_type == REGRESSION:
+        return [float(v) for v in values]
+    index = {name: i for i, name in enumerate(label_map)}
+    if cfg.problem_type == MULTI_LABEL:
+        rows = []
+        for labels in values:
+            row = [0.0] * len(label_map)
+            for name in labels:
+                row[index[name]] = 1.0
+            rows.append(row)
+        return rows
+    return [index[v] for v in values]
 
 
 def tokenize_split(
     ds: datasets.Dataset, cfg: FinetuneConfig, tokenizer: Any, label_map: list[str]
 ) -> datasets.Dataset:
-    """input_ids (+ token_type_ids, attention_mask) truncated to max_seq_length, and integer `labels`."""
-    index = {name: i for i, name in enumerate(label_map)}
+    """input_ids (+ token_type_ids, attention_mask) truncated to max_seq_length, and the `labels` of
+    `encode_labels`."""
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         pair = batch[cfg.text_pair_column] if cfg.text_pair_column else None
@@ -214,7 +282,7 @@ def tokenize_split(
             # segment ids tell BERT which text is which, even if the tokenizer does not return them by default
             return_token_type_ids=True if pair is not None else None,
         )
-        enc["labels"] = [index[v] for v in batch[cfg.label_column]]
+        enc["labels"] = encode_labels(batch[cfg.label_column], cfg, label_map)
         return dict(enc)
 
     return ds.map(encode, batched=True, remove_columns=ds.column_names, desc=None)
@@ -253,16 +321,19 @@ def load_tokenizer(name: str, token_types: bool = False) -> Any:
         raise _not_found(name, "tokenizer", e) from None
 
 
-def load_classifier_config(name: str, label_map: list[str]) -> transformers.PretrainedConfig:
-    """The checkpoint's config with a classification head for `label_map`."""
+def load_classifier_config(
+    name: str, label_names: list[str], problem_type: str = SINGLE_LABEL
+) -> transformers.PretrainedConfig:
+    """The checkpoint's config with a head of one output per name in `label_names` (for regression: the
+    one name of the score) and the problem type that picks the loss."""
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as e:
         raise _not_found(name, "model", e) from None
-    config.num_labels = len(label_map)
-    config.id2label = dict(enumerate(label_map))
-    config.label2id = {name: i for i, name in enumerate(label_map)}
-    config.problem_type = "single_label_classification"
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {label: i for i, label in enumerate(label_names)}
+    config.problem_type = problem_type
     return config
 
 
@@ -300,7 +371,7 @@ class _KeepBest(TrainerCallback):
 
     def __init__(self, metric: str):
         self.key = f"eval_{metric}"
-        self.greater = metric != "loss"
+        self.greater = metric not in metrics.LOWER_IS_BETTER
         self.best: float | None = None
         self.step: int | None = None
         self.epoch: float | None = None
@@ -357,9 +428,13 @@ def _training_args(
         raise UserError(f"finetune: invalid training settings: {str(e).strip().splitlines()[0]}") from None
 
 
-def _metric_fn(names: list[str]):
+def _metric_fn(names: list[str], problem_type: str):
     def compute(pred: transformers.EvalPrediction) -> dict[str, float]:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        if problem_type == MULTI_LABEL:
+            return metrics.compute_multi_label(names, logits, pred.label_ids)
+        if problem_type == REGRESSION:
+            return metrics.compute_regression(names, logits, pred.label_ids)
         return metrics.compute_metrics(names, np.argmax(logits, axis=-1), pred.label_ids)
 
     return compute
@@ -381,18 +456,40 @@ def _truncated_fraction(ds: datasets.Dataset, max_len: int) -> float:
     return float(np.mean([n >= max_len for n in lengths])) if lengths else 0.0
 
 
-def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_map: list[str]) -> None:
-    """predictions.jsonl: each example's label, prediction and class probabilities."""
-    probs = _softmax(logits.astype(np.float64))
+def write_predictions(
+    path: Path,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    label_names: list[str],
+    problem_type: str = SINGLE_LABEL,
+) -> None:
+    """predictions.jsonl: each example's label, prediction and (classification) label probabilities; a
+    multi-label example's label and prediction are lists of names (those with probability >= 0.5)."""
     with open(path, "w", encoding="utf-8") as f:
-        for i, (p, y) in enumerate(zip(probs, labels)):
-            row = {
-                "index": i,
-                "label": label_map[int(y)],
-                "prediction": label_map[int(p.argmax())],
-                "probabilities": {name: round(float(q), 6) for name, q in zip(label_map, p)},
+        for i, row in enumerate(_prediction_rows(logits, labels, label_names, problem_type)):
+            f.write(json.dumps({"index": i, **row}, ensure_ascii=False) + "\n")
+
+
+def _prediction_rows(logits: np.ndarray, labels: np.ndarray, names: list[str], problem_type: str):
+    if problem_type == REGRESSION:
+        for p, y in zip(logits.reshape(-1), labels.reshape(-1)):
+            yield {"label": float(y), "prediction": round(float(p), 6)}
+        return
+    if problem_type == MULTI_LABEL:
+        probs = metrics.problems.sigmoid(logits)
+        for p, y in zip(probs, labels):
+            yield {
+                "label": [n for n, v in zip(names, y) if v >= 0.5],
+                "prediction": [n for n, q in zip(names, p) if q >= metrics.problems.THRESHOLD],
+                "probabilities": {n: round(float(q), 6) for n, q in zip(names, p)},
             }
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    for p, y in zip(_softmax(logits.astype(np.float64)), labels):
+        yield {
+            "label": names[int(y)],
+            "prediction": names[int(p.argmax())],
+            "probabilities": {n: round(float(q), 6) for n, q in zip(names, p)},
+        }
 
 
 def _write_step(folder: Path, cfg: FinetuneConfig) -> None:
@@ -407,21 +504,25 @@ def _write_step(folder: Path, cfg: FinetuneConfig) -> None:
 
 @dataclass
 class _Task:
-    """The labelled data of a run: all training examples, the subset trained on, validation/test by role."""
+    """The labelled data of a run: all training examples, the subset trained on, validation/test by role,
+    the labels as the data spells them (`label_map`, in id order; none for regression) and their names."""
 
     train_full: datasets.Dataset
     train: datasets.Dataset
     evals: dict[str, datasets.Dataset]
     label_map: list[str]
+    label_names: list[str]
 
 
 def _load_task(cfg: FinetuneConfig) -> _Task:
     """Read and check the labelled data (before any model is loaded, so these cheap checks fail first)."""
     train_full = load_split(cfg, cfg.train_file)
-    label_map = labelled_data.build_label_map(train_full[cfg.label_column])
-    if len(label_map) < 2:
+    label_map = (
+        [] if cfg.problem_type == REGRESSION else labelled_data.build_label_map(train_full[cfg.label_column])
+    )
+    if cfg.problem_type != REGRESSION and len(label_map) < 2:
         raise UserError(f"{cfg.train_file}: found {len(label_map)} label(s); classification needs at least 2")
-    if any(m in metrics.BINARY_ONLY for m in cfg.metrics) and len(label_map) != 2:
+    if any(m in metrics.BINARY_ONLY for m in cfg.reported_metrics) and len(label_map) != 2:
         raise UserError(
             f"finetune: metric 'f1' is binary but {cfg.train_file} has {len(label_map)} labels; use f1_macro"
         )
@@ -429,20 +530,41 @@ def _load_task(cfg: FinetuneConfig) -> _Task:
     for split, spec in (("validation", cfg.validation_file), ("test", cfg.test_file)):
         if spec:
             evals[split] = load_split(cfg, spec)
-            labelled_data.check_labels(evals[split], cfg.label_column, label_map, spec)
+            if label_map:
+                labelled_data.check_labels(evals[split], cfg.label_column, label_map, spec)
     train = labelled_data.stratified_subset(
         train_full,
         cfg.label_column,
         fraction=cfg.label_fraction,
         max_samples=cfg.max_train_samples,
         seed=cfg.seed,
+        stratify=cfg.problem_type == SINGLE_LABEL,
     )
-    return _Task(train_full, train, evals, label_map)
+    return _Task(train_full, train, evals, label_map, _label_names(cfg, label_map))
 
 
-def _load_model(cfg: FinetuneConfig, label_map: list[str]) -> tuple[PreTrainedModel, Any]:
+def _label_names(cfg: FinetuneConfig, label_map: list[str]) -> list[str]:
+    """`label_names` checked against the labels of the training data (default: the labels themselves; for
+    regression, the label column's name)."""
+    default = [cfg.label_column] if cfg.problem_type == REGRESSION else label_map
+    names = cfg.label_names
+    if names is None:
+        return default
+    if len(names) != len(default):
+        what = "1 score (regression)" if cfg.problem_type == REGRESSION else (
+            f"{len(label_map)} labels ({', '.join(label_map)})")  # fmt: skip
+        raise UserError(
+            f"finetune: label_names has {len(names)} name(s) but {cfg.train_file} has {what}: "
+            "give one name per label, in this order"
+        )
+    if len(set(names)) != len(names):
+        raise UserError(f"finetune: label_names repeats a name: {', '.join(names)}")
+    return list(names)
+
+
+def _load_model(cfg: FinetuneConfig, label_names: list[str]) -> tuple[PreTrainedModel, Any]:
     """The classifier (pretrained or from scratch) and its tokenizer, checked to belong together."""
-    config = load_classifier_config(cfg.model, label_map)
+    config = load_classifier_config(cfg.model, label_names, cfg.problem_type)
     # BERT-style models have segment embeddings: make the tokenizer (and the saved copy) emit their ids, so
     # pairs are encoded the same way in training and at inference
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, getattr(config, "type_vocab_size", 1) > 1)
@@ -467,7 +589,7 @@ def _train(
         data_collator=DataCollatorWithPadding(
             tokenizer, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None
         ),
-        compute_metrics=_metric_fn(cfg.metrics),
+        compute_metrics=_metric_fn(cfg.reported_metrics, cfg.problem_type),
         callbacks=[keep_best] if keep_best else None,
     )
     train_out = trainer.train()
@@ -484,8 +606,9 @@ def _training_results(
         "model": cfg.model,
         "tokenizer": cfg.tokenizer or cfg.model,
         "from_scratch": cfg.from_scratch,
-        "num_labels": len(task.label_map),
-        "labels": task.label_map,
+        "problem_type": cfg.problem_type,
+        "num_labels": len(task.label_names),
+        "labels": task.label_names,
         "train_samples": len(task.train),
         "train_samples_available": len(task.train_full),
         "label_fraction": cfg.label_fraction,
@@ -515,7 +638,7 @@ def _evaluate_splits(
     cfg: FinetuneConfig,
     trainer: Trainer,
     evals_tok: dict[str, datasets.Dataset],
-    label_map: list[str],
+    label_names: list[str],
     out: Path,
 ) -> dict[str, Any]:
     """Metrics of each evaluation split; predictions.jsonl for the test split (else validation)."""
@@ -526,14 +649,16 @@ def _evaluate_splits(
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         values = _clean(prefix, pred.metrics)
         results[split] = {
-            **{m: values[m] for m in cfg.metrics},
+            **{m: values[m] for m in cfg.reported_metrics},
             "loss": values.get("loss"),
             "samples": len(ds),
             "runtime": values.get("runtime"),
         }
         if split == "test" or "test" not in evals_tok:
             results["predictions_of"] = split
-            write_predictions(out / "predictions.jsonl", logits, pred.label_ids, label_map)
+            write_predictions(
+                out / "predictions.jsonl", logits, pred.label_ids, label_names, cfg.problem_type
+            )
     results.setdefault("predictions_of", None)
     return results
 
@@ -561,9 +686,10 @@ def finetune_record(
     specs = [s for s in (cfg.train_file, cfg.validation_file, cfg.test_file) if s]
     return RunRecord(
         kind="finetune",
-        license=base.license,
-        language=base.language,
-        datasets=base.datasets,
+        repo_id=cfg.hub_model_id,
+        license=cfg.license or base.license,
+        language=cfg.language or base.language,
+        datasets=list(dict.fromkeys([*(cfg.datasets or []), *(base.datasets or [])])) or None,
         corpus=CorpusFacts() if cfg.from_scratch else base.corpus,
         tokenizer=base.tokenizer,
         model=_model_facts(cfg, model, base),
@@ -630,9 +756,13 @@ def _save(cfg: FinetuneConfig, out: Path, trainer: Trainer, tokenizer: Any, resu
 def finetune(cfg: FinetuneConfig) -> dict:
     """Train and evaluate a classifier as `cfg` says; write `cfg.output_dir`; return the metrics dict."""
     cfg.validate()
+    if cfg.push_to_hub:
+        from mlm.hub import check_can_push
+
+        check_can_push(cfg.hub_model_id)  # before any work: no token, or offline
     started = time.time()
     task = _load_task(cfg)
-    model, tokenizer = _load_model(cfg, task.label_map)
+    model, tokenizer = _load_model(cfg, task.label_names)
     train_tok = tokenize_split(task.train, cfg, tokenizer, task.label_map)
     evals_tok = {
         split: tokenize_split(ds, cfg, tokenizer, task.label_map) for split, ds in task.evals.items()
@@ -640,8 +770,24 @@ def finetune(cfg: FinetuneConfig) -> dict:
     with atomic_output_dir(cfg.output_dir) as out:
         trainer, train_out, keep_best = _train(cfg, model, tokenizer, train_tok, evals_tok, out / "_trainer")
         results = _training_results(cfg, task, train_tok, train_out, keep_best)
-        results.update(_evaluate_splits(cfg, trainer, evals_tok, task.label_map, out))
+        results.update(_evaluate_splits(cfg, trainer, evals_tok, task.label_names, out))
         results["device"] = str(trainer.args.device)
         results["runtime"] = time.time() - started
         _save(cfg, out, trainer, tokenizer, results)
+    if cfg.push_to_hub:
+        results["hub_push_failures"] = _push(cfg)
     return results
+
+
+def _push(cfg: FinetuneConfig) -> list[str]:
+    """Push the output folder to `hub_model_id`; a failure is a warning (the local model is complete)."""
+    from mlm.hub import PushConfig, push
+
+    try:
+        push(PushConfig(folder=cfg.output_dir, repo_id=cfg.hub_model_id, private=cfg.hub_private_repo,
+                        commit_message="End of training"))  # fmt: skip
+    except UserError as e:
+        line = f"{e}; push it later with `mlm push {cfg.output_dir} {cfg.hub_model_id}`"
+        print(f"warning: hub push failed: {line}", file=sys.stderr)
+        return [line]
+    return []

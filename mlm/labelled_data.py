@@ -3,12 +3,14 @@
 Reading the data (local files, saved datasets, `hf:NAME[:CONFIG]@SPLIT`, `builtin:pydocs@SPLIT`, their
 formats and errors) is `data_prep.read`; this module makes the columns strings and checks the labels.
 The returned dataset keeps only the text column(s) and the label column, under their original names; texts
-and labels are strings. `build_label_map` fixes the label order; `check_labels` rejects dev/test labels that
-training never saw.
+are strings, and so are labels, except for multi-label classification (a list of strings per row: a JSON list,
+or labels separated by commas in a text cell) and regression (a number per row). `build_label_map` fixes the
+label order; `check_labels` rejects dev/test labels that training never saw.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -18,6 +20,7 @@ import numpy as np
 
 from data_prep.errors import UserError
 from data_prep.read import ReadOptions, read_columns
+from mlm.metrics.problems import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 
 
 def load_labelled(
@@ -32,8 +35,10 @@ def load_labelled(
     encoding: str = "utf-8",
     encoding_errors: str = "strict",
     on_bad_lines: str = "error",
+    problem_type: str = SINGLE_LABEL,
 ) -> datasets.Dataset:
-    """Load a labelled dataset with columns `text_column` [, `text_pair_column`], `label_column` (all str).
+    """Load a labelled dataset with columns `text_column` [, `text_pair_column`], `label_column` (str; for
+    `problem_type` multi_label_classification a list of str, for regression a float).
 
     Specs and formats are those of `data_prep.read.read_columns`. `column_names` names the columns of a
     header-less CSV/TSV/delimited file (e.g. CoLA: source, label, orig, sentence); a file whose suffix is not
@@ -52,18 +57,70 @@ def load_labelled(
         column_names=tuple(column_names) if column_names else None,
     )
     columns, where = read_columns(spec, wanted, opts, split=split)
-    data = {c: [_as_text(v, c == label_column) for v in columns[c]] for c in wanted}
-    return _check_labels_present(_from_columns(data, wanted), label_column, where)
+    data = {c: [_as_text(v) for v in columns[c]] for c in wanted if c != label_column}
+    data[label_column] = _labels(columns[label_column], problem_type, where)
+    ds = _from_columns(data, wanted, label_column, problem_type)
+    return _check_labels_present(ds, label_column, where)
 
 
-def _from_columns(data: dict[str, list], wanted: Sequence[str]) -> datasets.Dataset:
-    features = datasets.Features({c: datasets.Value("string") for c in wanted})
-    return datasets.Dataset.from_dict(data, features=features)
+def _from_columns(
+    data: dict[str, list], wanted: Sequence[str], label_column: str, problem_type: str
+) -> datasets.Dataset:
+    label = {
+        SINGLE_LABEL: datasets.Value("string"),
+        MULTI_LABEL: datasets.Sequence(datasets.Value("string")),
+        REGRESSION: datasets.Value("float64"),
+    }[problem_type]
+    features = datasets.Features(
+        {c: label if c == label_column else datasets.Value("string") for c in wanted}
+    )
+    return datasets.Dataset.from_dict({c: data[c] for c in wanted}, features=features)
+
+
+def _labels(values: Sequence[Any], problem_type: str, where: str) -> list:
+    """The label cells as `problem_type` wants them; a missing label is None (reported later)."""
+    if problem_type == MULTI_LABEL:
+        return [_label_list(v, where) for v in values]
+    if problem_type == REGRESSION:
+        return [_number(v, i, where) for i, v in enumerate(values)]
+    return [_as_text(v, is_label=True) for v in values]
+
+
+def _label_list(value: Any, where: str) -> list[str] | None:
+    """A multi-label cell: a list, a JSON list in a string, or labels separated by commas."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise UserError(f"{where}: label cell {value!r} is not a valid JSON list") from None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        value = [value]
+    return list(dict.fromkeys(t for t in (_as_text(v) for v in value) if t))
+
+
+def _number(value: Any, row: int, where: str) -> float | None:
+    """A regression label: a number, or a string that reads as one."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(
+            f"{where}: label {value!r} of row {row + 1} is not a number (problem_type regression)"
+        ) from None
+    if not math.isfinite(number):
+        return None
+    return number
 
 
 def build_label_map(labels: Iterable[Any]) -> list[str]:
-    """Sorted distinct labels (as strings): numerically when all look like integers, else alphabetically."""
-    distinct = {str(v) for v in labels if v is not None and str(v) != ""}
+    """Sorted distinct labels (as strings): numerically when all look like integers, else alphabetically.
+    Lists of labels (multi-label rows) are flattened."""
+    distinct = {str(v) for v in _flat(labels) if v is not None and str(v) != ""}
     if all(_is_int(v) for v in distinct):
         return sorted(distinct, key=lambda v: (int(v), v))
     return sorted(distinct)
@@ -72,7 +129,7 @@ def build_label_map(labels: Iterable[Any]) -> list[str]:
 def check_labels(ds: datasets.Dataset, label_column: str, label_map: Sequence[str], where: str) -> None:
     """Raise UserError if `ds` has a label outside `label_map` (labels the training data never had)."""
     known = set(label_map)
-    unseen = sorted({str(v) for v in ds[label_column]} - known)
+    unseen = sorted({str(v) for v in _flat(ds[label_column])} - known)
     if unseen:
         raise UserError(
             f"{where}: label {', '.join(map(repr, unseen[:5]))}{' ...' if len(unseen) > 5 else ''} "
@@ -93,10 +150,12 @@ def stratified_subset(
     fraction: float = 1.0,
     max_samples: int | None = None,
     seed: int = 0,
+    stratify: bool = True,
 ) -> datasets.Dataset:
     """A seeded subset keeping each label's share: `fraction` of the rows, then at most `max_samples`.
 
     Every label keeps at least one row while the budget allows. Rows keep their original order.
+    `stratify=False` (multi-label rows, regression): a plain seeded random subset of the same size.
     """
     n = len(ds)
     target = n if fraction >= 1.0 else int(round(n * fraction))
@@ -105,8 +164,10 @@ def stratified_subset(
     target = max(target, 1) if n else 0
     if target >= n:
         return ds
-    labels = np.asarray([str(v) for v in ds[label_column]])
     rng = np.random.default_rng(seed)
+    if not stratify:
+        return ds.select(np.sort(rng.permutation(n)[:target]).tolist())
+    labels = np.asarray([str(v) for v in ds[label_column]])
     groups = {name: rng.permutation(np.flatnonzero(labels == name)) for name in sorted(set(labels.tolist()))}
     names = list(groups)
     exact = np.asarray([len(groups[k]) * target / n for k in names])
@@ -141,6 +202,14 @@ def _check_labels_present(ds: datasets.Dataset, label_column: str, where: str) -
             f"{where}: {empty} of {len(ds)} row(s) have an empty label in column '{label_column}'"
         )
     return ds
+
+
+def _flat(labels: Iterable[Any]) -> Iterable[Any]:
+    for v in labels:
+        if isinstance(v, (list, tuple)):
+            yield from v
+        else:
+            yield v
 
 
 def _as_text(value: Any, is_label: bool = False) -> str | None:

@@ -257,8 +257,8 @@ def _run_finetune(cfg, plan, results):
             cfg, from_scratch=True, output_dir=str(Path(cfg.output_dir).parent / "scratch")
         )
         out["scratch"] = finetune(scratch)
-    if report_cfg.tfidf_baseline:
-        out["tfidf"] = _tfidf(cfg)
+    if report_cfg.tfidf_baseline and cfg.problem_type == "single_label_classification":
+        out["tfidf"] = _tfidf(cfg)  # the baseline is a single-label classifier
     return out
 
 

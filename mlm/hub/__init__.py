@@ -16,7 +16,7 @@ that contains it.
 
 from mlm.hub.callback import HUB_STRATEGIES, HubPushCallback
 from mlm.hub.client import HubPushError, looks_like_repo_id
-from mlm.hub.push import PushConfig, public_config, push
+from mlm.hub.push import PushConfig, check_can_push, public_config, push
 from mlm.hub.queue import PushJob, PushQueue
 from mlm.hub.resume import resolve_resume, resume_from_hub
 
@@ -27,6 +27,7 @@ __all__ = [
     "PushConfig",
     "PushJob",
     "PushQueue",
+    "check_can_push",
     "looks_like_repo_id",
     "public_config",
     "push",

@@ -80,6 +80,16 @@ def push(cfg: PushConfig) -> str:
     return str(info.commit_url)
 
 
+def check_can_push(repo_id: str, token: str | None = None) -> None:
+    """Fail before any work when a push to `repo_id` could not happen: offline mode, or no token."""
+    from huggingface_hub import constants
+
+    validate_repo_id(repo_id)
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"cannot push to {repo_id}: HF_HUB_OFFLINE=1 is set; unset it to reach the Hub")
+    HubClient(repo_id, token=token).check_token()
+
+
 def refresh_card(folder: Path, repo_id: str, record: RunRecord | None = None) -> bool:
     """Write the card of `folder` for `repo_id`, from the folder's run_info.json (else `record`), unless the
     folder holds a card the user wrote. Returns whether it was written."""

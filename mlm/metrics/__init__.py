@@ -1,7 +1,8 @@
 """Classification metrics as `evaluate.Metric` modules shipped in the package (no Hub download).
 
 `load_metric(name)` returns a ready metric; `compute_metrics(names, predictions, references)` computes
-several at once and names each result after the metric (``{"accuracy": ..., "f1_macro": ...}``).
+several at once and names each result after the metric (``{"accuracy": ..., "f1_macro": ...}``). The metrics
+of multi-label classification and regression are in `mlm.metrics.problems`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ from data_prep.errors import UserError
 from mlm.metrics.accuracy import Accuracy
 from mlm.metrics.f1 import F1
 from mlm.metrics.matthews_correlation import MatthewsCorrelation
+from mlm.metrics.problems import (
+    DEFAULT_METRICS,
+    LOWER_IS_BETTER,
+    MULTI_LABEL,
+    MULTI_LABEL_METRICS,
+    PROBLEM_TYPES,
+    REGRESSION,
+    REGRESSION_METRICS,
+    SINGLE_LABEL,
+    compute_multi_label,
+    compute_regression,
+)
 
 # name -> (class, config_name). The config name of F1 is its default average.
 METRICS: dict[str, tuple[type[evaluate.Metric], str | None]] = {
@@ -34,12 +47,18 @@ def metric_names() -> list[str]:
     return list(METRICS)
 
 
-def check_metric_names(names: Sequence[str], where: str = "metrics") -> None:
-    """Raise UserError if a name is not a known metric, listing the valid ones."""
-    unknown = [n for n in names if n not in METRICS]
+def check_metric_names(
+    names: Sequence[str], where: str = "metrics", problem_type: str = SINGLE_LABEL
+) -> None:
+    """Raise UserError if a name is not a metric of `problem_type`, listing the valid ones."""
+    valid = {SINGLE_LABEL: METRICS, MULTI_LABEL: MULTI_LABEL_METRICS, REGRESSION: REGRESSION_METRICS}[
+        problem_type
+    ]
+    unknown = [n for n in names if n not in valid]
     if unknown:
+        kind = "" if problem_type == SINGLE_LABEL else f" for {problem_type}"
         raise UserError(
-            f"{where}: unknown metric {', '.join(map(repr, unknown))}; valid: {', '.join(METRICS)}"
+            f"{where}: unknown metric {', '.join(map(repr, unknown))}{kind}; valid: {', '.join(valid)}"
         )
 
 
@@ -64,11 +83,21 @@ def compute_metrics(names: Sequence[str], predictions, references, pos_label: in
 __all__ = [
     "Accuracy",
     "BINARY_ONLY",
+    "DEFAULT_METRICS",
     "F1",
+    "LOWER_IS_BETTER",
     "METRICS",
+    "MULTI_LABEL",
+    "MULTI_LABEL_METRICS",
     "MatthewsCorrelation",
+    "PROBLEM_TYPES",
+    "REGRESSION",
+    "REGRESSION_METRICS",
+    "SINGLE_LABEL",
     "check_metric_names",
     "compute_metrics",
+    "compute_multi_label",
+    "compute_regression",
     "load_metric",
     "metric_names",
 ]

@@ -160,14 +160,23 @@ def _fill_mask_usage(ctx: CardContext) -> list[str]:
 
 
 def _classification_usage(ctx: CardContext) -> list[str]:
+    """The pipeline for the problem type: one label (softmax), every label's sigmoid, or the score."""
+    problem = ctx.finetune.problem_type or ctx.folder.config.get("problem_type")
+    options, comment = "", ""
+    if problem == "multi_label_classification":
+        options, comment = ", top_k=None", "  # every label's probability; those >= 0.5 apply"
+    elif problem == "regression":
+        comment = "  # the predicted score"
     lines = _python(
         "from transformers import pipeline",
         "",
-        f'classifier = pipeline("text-classification", model="{ctx.model_id}")',
-        'print(classifier("Put the text to classify here."))',
+        f'classifier = pipeline("text-classification", model="{ctx.model_id}"{options})',
+        f'print(classifier("Put the text to classify here.")){comment}',
     )
     labels = ctx.folder.labels or ctx.finetune.label_names or []
-    return lines + (["", "Labels: " + ", ".join(f"`{v}`" for v in labels) + "."] if labels else [])
+    if problem == "regression" or not labels:
+        return lines
+    return lines + ["", "Labels: " + ", ".join(f"`{v}`" for v in labels) + "."]
 
 
 def _features_usage(ctx: CardContext) -> list[str]:

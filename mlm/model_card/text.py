@@ -41,8 +41,14 @@ def fmt_duration(seconds: float) -> str:
     return f"{total} ({human})" if human else total
 
 
+# Metric names that do not read well humanized.
+_NAMES = {"mse": "MSE", "mae": "MAE", "pearsonr": "Pearson r", "spearmanr": "Spearman rho"}
+
+
 def humanize(key: str) -> str:
-    """`masked_accuracy` -> `Masked accuracy`."""
+    """`masked_accuracy` -> `Masked accuracy`; `mse` -> `MSE`."""
+    if str(key) in _NAMES:
+        return _NAMES[str(key)]
     text = str(key).replace("_", " ").strip()
     return text[:1].upper() + text[1:]
 
