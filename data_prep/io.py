@@ -43,3 +43,21 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def match_file_modes(folder: str | os.PathLike, pattern: str = "*.safetensors") -> None:
+    """Give the files of `folder` matching `pattern` the mode of its other files (the weights are written
+    through a private temporary file, 0600): a model folder is readable alike, e.g. 0644."""
+    folder = Path(folder)
+    others = [
+        p for p in folder.iterdir() if p.is_file() and not p.match(pattern) and not p.name.startswith(".")
+    ]
+    if others:
+        mode = others[0].stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    for path in folder.glob(pattern):
+        if path.is_file() and path.stat().st_mode & 0o777 != mode:
+            os.chmod(path, mode)

@@ -37,7 +37,7 @@ from transformers import (
 )
 
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir, write_json
+from data_prep.io import atomic_output_dir, match_file_modes, write_json
 from data_prep.read import ReadOptions
 from data_prep.steps import write_step_metadata
 from mlm import labelled_data, metrics
@@ -745,6 +745,7 @@ def _save(cfg: FinetuneConfig, out: Path, trainer: Trainer, tokenizer: Any, resu
     if cfg.save_model:
         trainer.model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        match_file_modes(out)
         record = finetune_record(cfg, trainer.model, trainer, results)
         record.save(out)
         write_model_card(out, record, name=Path(cfg.output_dir).name)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir, read_json, write_json
+from data_prep.io import atomic_output_dir, match_file_modes, read_json, write_json
 from mlm.checkpoints import resolve_resume, resumed_step, stream_start
 from mlm.data import BlockDataset, FixedEvalSet, load_packed, packed_stats
 from mlm.distributed import destroy_process_group_at_exit
@@ -332,6 +332,7 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
         else:
             run.objective.export(trainer, tmp)
         record.save(tmp)
+        match_file_modes(tmp)  # the weights as readable as the other files
         _write_card(tmp, record)
         _write_step_metadata(tmp, cfg, run.data.tokenizer_dir)
     write_json(out / "log_history.json", trainer.state.log_history)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
+from data_prep.io import match_file_modes
 from mlm.checkpoints import mark_complete, resumed_step, rotate_complete
 from mlm.data import BlockDataset, stack_collate
 from mlm.run_record import RunRecord
@@ -177,7 +178,8 @@ class ExactResumeCallback(TrainerCallback):
 
 
 class RunRecordCallback(TrainerCallback):
-    """Writes the run record (run_info.json, for the model card) into every checkpoint as it is saved.
+    """Writes the run record (run_info.json, for the model card) into every checkpoint as it is saved (and
+    gives its weights the mode of its other files).
     `record_at(step, eval_metrics, wall_seconds)` builds it from the newest evaluation."""
 
     def __init__(self, record_at: Callable[[int, dict, float], RunRecord]) -> None:
@@ -190,3 +192,4 @@ class RunRecordCallback(TrainerCallback):
             return
         last_eval = next((h for h in reversed(state.log_history) if "eval_loss" in h), {})
         self.record_at(state.global_step, last_eval, time.perf_counter() - self.started).save(folder)
+        match_file_modes(folder)  # the weights as readable as the other files

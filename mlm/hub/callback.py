@@ -14,14 +14,18 @@ from mlm.hub.client import HubClient, resolve_token
 from mlm.hub.files import (
     IGNORE_PATTERNS,
     LAST_CHECKPOINT,
+    RESUME_FILES,
+    RUN_RECORD,
     STAGING_IGNORE,
-    TRAINING_STATE_PATTERNS,
+    STEP_RECORD,
     files_to_upload,
     link_tree,
     matches,
+    model_files,
+    public_json,
     refuse_if_token_inside,
 )
-from mlm.hub.push import refresh_card
+from mlm.hub.push import refresh_card, upload_plan
 from mlm.hub.queue import PushJob, PushQueue
 from mlm.run_record import RunRecord
 
@@ -94,9 +98,10 @@ class HubPushCallback(TrainerCallback):
             raise FileNotFoundError(f"{checkpoint} does not exist")
         staging = Path(tempfile.mkdtemp(prefix=".hub-push-", dir=output_dir))
         try:
-            link_tree(
-                checkpoint, staging, lambda rel: matches(rel, TRAINING_STATE_PATTERNS + IGNORE_PATTERNS)
-            )
+            root = set(model_files(checkpoint, exclude=("training_args.bin", *RESUME_FILES))[0])
+            link_tree(checkpoint, staging, lambda rel: rel not in root or rel in (RUN_RECORD, STEP_RECORD))
+            for name in root & {RUN_RECORD, STEP_RECORD}:
+                (staging / name).write_bytes(public_json(checkpoint, name))
             delete = None
             if self.strategy in ("checkpoint", "all_checkpoints"):
                 sub = LAST_CHECKPOINT if self.strategy == "checkpoint" else label
@@ -133,13 +138,16 @@ class HubPushCallback(TrainerCallback):
     # ---- in the worker ----
     def _upload(self, job: PushJob) -> str:
         self._hub.check_token()
-        if not job.staged:  # a final folder: card in place, like `mlm push`
-            refresh_card(job.folder, self.repo_id, self.record)
-        ignore = STAGING_IGNORE if job.staged else IGNORE_PATTERNS
-        refuse_if_token_inside(
-            job.folder, files_to_upload(job.folder, ignore), resolve_token(self._hub.token)
-        )
-        return str(self._hub.upload(job.folder, job.message, job.delete_patterns, ignore).commit_url)
+        token = resolve_token(self._hub.token)
+        if job.staged:
+            refuse_if_token_inside(job.folder, files_to_upload(job.folder, STAGING_IGNORE), token)
+            return str(
+                self._hub.upload(job.folder, job.message, job.delete_patterns, STAGING_IGNORE).commit_url
+            )
+        refresh_card(job.folder, self.repo_id, self.record)  # a final folder: card in place, like `mlm push`
+        names = model_files(job.folder, exclude=("training_args.bin",))[0]
+        refuse_if_token_inside(job.folder, [job.folder / n for n in names], token)
+        return str(self._hub.upload_files(upload_plan(job.folder, names), job.message).commit_url)
 
     def _hint(self, label: str, job: PushJob | None) -> str:
         if job is not None and not job.staged:

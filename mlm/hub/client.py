@@ -184,3 +184,19 @@ class HubClient:
             )
 
         return self._retry(upload)
+
+    def upload_files(self, files: dict[str, Path | bytes], commit_message: str) -> Any:
+        """Upload `files` (repo path -> local file or content) as one commit (retried as a whole)."""
+        from huggingface_hub import CommitOperationAdd
+
+        def upload() -> Any:
+            self.ensure_repo()
+            operations = [CommitOperationAdd(path_in_repo=k, path_or_fileobj=v) for k, v in files.items()]
+            return self.api.create_commit(
+                repo_id=self.repo_id,
+                operations=operations,
+                commit_message=commit_message,
+                revision=self.revision,
+            )
+
+        return self._retry(upload)

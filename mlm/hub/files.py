@@ -1,13 +1,16 @@
-"""Which local files go to the Hub, and the layout of what goes there: never intermediate checkpoints, hidden or
-temporary files, the pickled TrainingArguments, or a text file that holds the token."""
+"""Which local files go to the Hub, and the layout of what goes there: what a model repo needs (weights, config,
+tokenizer, card, training arguments, the run and step records with local paths stripped), never intermediate
+checkpoints, hidden or temporary files, run outputs (predictions, logs, metrics) or a file that holds the token."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from data_prep.errors import UserError
 
@@ -26,8 +29,25 @@ IGNORE_PATTERNS = [
 ]
 # For staging folders (already filtered, may hold checkpoint-N/ for "all_checkpoints").
 STAGING_IGNORE = [".*", "*/.*"]
-# Files of a Trainer checkpoint that only matter to resume training (pushed under last-checkpoint/ only).
-TRAINING_STATE_PATTERNS = ["optimizer*", "scheduler*", "scaler*", "rng_state*", "trainer_state.json"]
+# What a model repo needs: `mlm push` sends these files of the folder's top level, and no others.
+MODEL_FILES = [
+    "*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "config.json", "generation_config.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+    "vocab.json", "merges.txt", "*.model", "chat_template.jinja", "README.md", "training_args.bin",
+    "run_info.json", "mlm_step.json",
+]  # fmt: skip
+# ... and of a Trainer checkpoint also what resuming training needs, so a pushed checkpoint stays resumable
+# (`hub_strategy: checkpoint` pushes these under last-checkpoint/ only).
+RESUME_FILES = [
+    "optimizer*",
+    "scheduler*",
+    "scaler*",
+    "rng_state*",
+    "trainer_state.json",
+    "checkpoint_complete.json",
+]
+STEP_RECORD = "mlm_step.json"
+RUN_RECORD = "run_info.json"
 # Where the full training state of the newest checkpoint goes in the repo (`hub_strategy: checkpoint`).
 LAST_CHECKPOINT = "last-checkpoint"
 _TEXT_SUFFIXES = (
@@ -52,13 +72,82 @@ def files_to_upload(folder: Path, ignore: list[str]) -> list[Path]:
     return out
 
 
+def model_files(folder: Path, exclude: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """(files to push, what is left out) of `folder`, by relative name: the top-level files a model repo needs
+    (`MODEL_FILES`; for a Trainer checkpoint also `RESUME_FILES`) less `exclude`; hidden and temporary files
+    are neither. Left-out subfolders are named once, with a slash."""
+    wanted = MODEL_FILES + (RESUME_FILES if (folder / "trainer_state.json").is_file() else [])
+    pushed: list[str] = []
+    left: list[str] = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if (
+            not path.is_file()
+            or any(p.startswith(".") for p in rel.split("/"))
+            or matches(rel, ["*.tmp", "*.tmp-*"])
+        ):
+            continue
+        if "/" not in rel and matches(rel, wanted) and not matches(rel, list(exclude)):
+            pushed.append(rel)
+        elif (top := rel.split("/")[0] + ("/" if "/" in rel else "")) not in left:
+            left.append(top)
+    return pushed, left
+
+
+def public_json(folder: Path, name: str) -> bytes:
+    """The run record (normalised by `RunRecord`) or step record of `folder` as pushed: no local paths."""
+    if name == RUN_RECORD:
+        from mlm.run_record import RunRecord
+
+        data: Any = RunRecord.load(folder).to_dict()
+    else:
+        try:
+            data = without_local_paths(json.loads((folder / name).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = {}
+    return (json.dumps(data, indent=2, default=str) + "\n").encode()
+
+
+def without_local_paths(value: Any) -> Any:
+    """`value` with every local path (absolute, or with a folder in it) cut to its last part; `hf:` and
+    `builtin:` specs, Hub repo ids (`NAMESPACE/NAME` that is not a local folder) and other strings kept."""
+    from mlm.hub.client import looks_like_repo_id
+    from mlm.run_record import public_spec
+
+    if isinstance(value, dict):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(v) for v in value]
+    if not isinstance(value, str) or value.startswith(("hf:", "builtin:")):
+        return value
+    local = os.path.isabs(value) or value.startswith("~") or os.path.exists(value)
+    if local or (("/" in value or "\\" in value) and not looks_like_repo_id(value)):
+        return public_spec(value)
+    return value
+
+
+def refuse_run_folder(folder: Path) -> None:
+    """A training run's folder is not a model: name the models inside it (final/, the newest checkpoints)."""
+    if (folder / "config.json").is_file():
+        return
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
+                         p.name.split("-")[-1].isdigit() else -1, reverse=True)  # fmt: skip
+    inside = [p for p in [folder / "final", *checkpoints] if (p / "config.json").is_file()]
+    if inside:
+        names = ", ".join(str(p) for p in inside[:3])
+        raise UserError(
+            f"cannot push {folder}: it is a training run folder, not a model; push the model in it: {names}"
+        )
+
+
 def refuse_if_token_inside(folder: Path, files: list[Path], token: str | None) -> None:
-    """Refuse to publish a text file that contains the token (a config or report that captured it)."""
+    """Refuse to publish a text file (or the pickled training arguments) that contains the token."""
     if not token or len(token) < 8:
         return
     needle = token.encode()
     for path in files:
-        if path.suffix.lower() in _TEXT_SUFFIXES and path.stat().st_size < 50 * 1024 * 1024:
+        checked = path.suffix.lower() in _TEXT_SUFFIXES or path.name == "training_args.bin"
+        if checked and path.stat().st_size < 50 * 1024 * 1024:
             if needle in path.read_bytes():
                 rel = path.relative_to(folder)
                 raise UserError(

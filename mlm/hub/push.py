@@ -10,7 +10,16 @@ from pathlib import Path
 
 from data_prep.errors import UserError
 from mlm.hub.client import HubClient, say, validate_repo_id
-from mlm.hub.files import IGNORE_PATTERNS, files_to_upload, refuse_if_token_inside
+from mlm.hub.files import (
+    IGNORE_PATTERNS,
+    RUN_RECORD,
+    STEP_RECORD,
+    files_to_upload,
+    model_files,
+    public_json,
+    refuse_if_token_inside,
+    refuse_run_folder,
+)
 from mlm.model_card import write_model_card
 from mlm.run_record import RUN_RECORD_NAME, RunRecord
 
@@ -58,15 +67,17 @@ def public_config(cfg: PushConfig) -> dict:
 
 
 def push(cfg: PushConfig) -> str:
-    """Push `cfg.folder` to `cfg.repo_id` (created if needed), print the repo URL and commit, and return the
-    commit URL. The model card (README.md) is written into the folder first when the folder has none or has one
-    mlm generated. Nothing else in the folder is modified, whatever happens."""
+    """Push what a model repo needs of `cfg.folder` (`files.model_files`; the run and step records without
+    local paths) to `cfg.repo_id` (created if needed), print the repo URL and commit, and return the commit URL.
+    The model card (README.md) is written into the folder first when the folder has none or has one mlm
+    generated. Nothing else in the folder is modified, whatever happens."""
     cfg.validate()
     folder = Path(cfg.folder)
     if not folder.is_dir():
         raise UserError(f"cannot push {folder}: no such folder")
-    if not files_to_upload(folder, IGNORE_PATTERNS):
-        raise UserError(f"cannot push {folder}: it holds no files to upload")
+    refuse_run_folder(folder)
+    if not model_files(folder)[0]:
+        raise UserError(f"cannot push {folder}: it holds no model files to upload")
     hub = HubClient(cfg.repo_id, private=cfg.private, token=cfg.token, revision=cfg.revision,
                     max_retries=cfg.max_retries, retry_backoff_s=cfg.retry_backoff_s)  # fmt: skip
     token = hub.check_token()
@@ -74,10 +85,23 @@ def push(cfg: PushConfig) -> str:
         refresh_card(folder, hub.repo_id)
     except OSError as exc:
         say(f"warning: could not write the model card into {folder} ({exc}); pushing without refreshing it")
-    refuse_if_token_inside(folder, files_to_upload(folder, IGNORE_PATTERNS), token)
-    info = hub.upload(folder, cfg.commit_message or f"Upload {folder.resolve().name} with mlm")
+    names, left_out = model_files(folder)
+    # any file of the folder that holds the token is a leak to stop, pushed or not
+    refuse_if_token_inside(
+        folder, sorted({*files_to_upload(folder, IGNORE_PATTERNS), *(folder / n for n in names)}), token
+    )
+    info = hub.upload_files(
+        upload_plan(folder, names), cfg.commit_message or f"Upload {folder.resolve().name} with mlm"
+    )
     say(f"pushed {folder.resolve().name} to {info.repo_url} (commit {info.commit_url})")
+    if left_out:
+        say(f"not pushed (not part of a model repo): {', '.join(left_out)}")
     return str(info.commit_url)
+
+
+def upload_plan(folder: Path, names: list[str]) -> dict[str, Path | bytes]:
+    """Repo path -> what to upload: the local file, or for the run and step records their public copy."""
+    return {n: public_json(folder, n) if n in (RUN_RECORD, STEP_RECORD) else folder / n for n in names}
 
 
 def check_can_push(repo_id: str, token: str | None = None) -> None:
