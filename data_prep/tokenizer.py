@@ -1,7 +1,8 @@
 """Step 2, `train-tokenizer`: train a WordPiece, BPE or Unigram tokenizer with BERT special tokens.
 
-The folder it writes loads with `transformers.AutoTokenizer.from_pretrained`: `[CLS] a [SEP]`,
-`[CLS] a [SEP] b [SEP]` with token_type_ids, offsets and word ids. Special tokens have fixed ids
+The folder it writes loads with `transformers.AutoTokenizer.from_pretrained`, in transformers 4 as in 5
+(`save_tokenizer`: `BertTokenizerFast` for WordPiece, `PreTrainedTokenizerFast` for BPE and Unigram):
+`[CLS] a [SEP]`, `[CLS] a [SEP] b [SEP]` with token_type_ids, offsets and word ids. Special tokens have fixed ids
 `[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4`; the vocabulary size is a multiple of 64 (padded with `[unusedN]`).
 Kinds: "wordpiece" (BERT: BertNormalizer + BertPreTokenizer), "bpe" (byte-level, like RoBERTa/GPT-2: never
 produces [UNK]; offsets trimmed of the leading space), "unigram" (SentencePiece-style with Metaspace).
@@ -9,7 +10,9 @@ produces [UNK]; offsets trimmed of the leading space), "unigram" (SentencePiece-
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -196,6 +199,49 @@ def finish_tokenizer(tok, cfg: TokenizerConfig):  # -> transformers.PreTrainedTo
     )
 
 
+# Written by `save_pretrained` of a tokenizer loaded from disk, about the machine that loaded it.
+_MACHINE_FLAGS = ("is_local", "local_files_only", "backend")
+
+
+def save_tokenizer(tokenizer, folder: str | os.PathLike, model_max_length: int | None = None) -> None:
+    """`tokenizer.save_pretrained(folder)`, then `portable_tokenizer_config`."""
+    tokenizer.save_pretrained(str(folder))
+    portable_tokenizer_config(folder, model_max_length)
+
+
+def portable_tokenizer_config(folder: str | os.PathLike, model_max_length: int | None = None) -> None:
+    """Make `folder/tokenizer_config.json` load alike in every transformers version (4.x and 5.x): the fast
+    class of the tokenizer's kind, `BertTokenizerFast` for WordPiece with BERT's normalizer (with
+    `do_lower_case`, `strip_accents`, `tokenize_chinese_chars` as that normalizer has them, which transformers
+    4 would otherwise impose on it) and `PreTrainedTokenizerFast` for any other `tokenizer.json`; no flags of
+    the machine that saved it (`is_local`, `local_files_only`); `model_max_length` when given."""
+    path = Path(folder) / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in _MACHINE_FLAGS:
+        config.pop(key, None)
+    if model_max_length is not None:
+        config["model_max_length"] = int(model_max_length)
+    backend = Path(folder) / "tokenizer.json"
+    if backend.is_file():
+        config.update(_fast_class(json.loads(backend.read_text(encoding="utf-8"))))
+    write_json(path, dict(sorted(config.items())))
+
+
+def _fast_class(backend: dict) -> dict:
+    """The `tokenizer_class` (and its options) that loads this `tokenizer.json` as it is."""
+    normalizer = backend.get("normalizer") or {}
+    if (backend.get("model") or {}).get("type") == "WordPiece" and normalizer.get("type") == "BertNormalizer":
+        return {
+            "tokenizer_class": "BertTokenizerFast",
+            "do_lower_case": bool(normalizer.get("lowercase", True)),
+            "strip_accents": normalizer.get("strip_accents"),
+            "tokenize_chinese_chars": bool(normalizer.get("handle_chinese_chars", True)),
+        }
+    return {"tokenizer_class": "PreTrainedTokenizerFast"}
+
+
 def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
     """Batches of training texts, in order, until `max_train_bytes` UTF-8 bytes were given."""
     if cfg.data_dir:
@@ -266,7 +312,7 @@ def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenize
         "seconds": round(time.time() - start, 2),
     }
     with atomic_output_dir(cfg.output_dir) as tmp:
-        hf_tok.save_pretrained(str(tmp))
+        save_tokenizer(hf_tok, tmp)
         write_json(tmp / "stats.json", stats)
         inputs = {"data_dir": folder_fingerprint(cfg.data_dir)} if cfg.data_dir else {"corpus": cfg.corpus}
         inputs.update(train_documents=seen["documents"], train_bytes=seen["bytes"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -40,6 +41,7 @@ from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, match_file_modes, write_json
 from data_prep.read import ReadOptions
 from data_prep.steps import write_step_metadata
+from data_prep.tokenizer import save_tokenizer
 from mlm import labelled_data, metrics
 from mlm.distributed import destroy_process_group_at_exit
 from mlm.metrics import MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
@@ -741,10 +743,12 @@ def _scores(split_results: dict[str, Any]) -> dict[str, float]:
 def _save(cfg: FinetuneConfig, out: Path, trainer: Trainer, tokenizer: Any, results: dict[str, Any]) -> None:
     """Write the output folder: the model, tokenizer, run record and card (unless `save_model` is false),
     log history, metrics and step metadata."""
+    if (out / "_trainer" / "runs").is_dir():  # TensorBoard logs (report_to tensorboard) stay
+        os.replace(out / "_trainer" / "runs", out / "runs")
     shutil.rmtree(out / "_trainer", ignore_errors=True)
     if cfg.save_model:
         trainer.model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        save_tokenizer(tokenizer, out, model_max_length=cfg.max_seq_length)
         match_file_modes(out)
         record = finetune_record(cfg, trainer.model, trainer, results)
         record.save(out)

@@ -103,7 +103,13 @@ class TrainerOptions:
         default=None, metadata={"help": "pinned host memory for batches (default: on for GPUs)"}
     )
     torch_compile: bool = field(default=False, metadata={"help": "compile the model with torch.compile"})
-    report_to: str = field(default="none", metadata={"help": "trackers: none, tensorboard, wandb, ..."})
+    report_to: str = field(
+        default="none",
+        metadata={
+            "help": "trackers, comma-separated: none, all, tensorboard, trackio, wandb, mlflow, ... "
+            '(tensorboard and trackio: pip install "mlm[tensorboard]", "mlm[trackio]")'
+        },
+    )
     disable_tqdm: bool = field(default=False, metadata={"help": "hide progress bars"})
 
     def validate(self) -> None:
@@ -129,6 +135,48 @@ class TrainerOptions:
         _check_choice("lr_scheduler_type", self.lr_scheduler_type, "SchedulerType")
         if self.optim is not None:
             _check_choice("optim", self.optim, "OptimizerNames")
+        check_trackers(trackers(self.report_to))
+
+
+# tracker (a `report_to` name) -> (modules of which one must be importable, the pip argument that installs it)
+TRACKERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "tensorboard": (("tensorboard", "tensorboardX"), '"mlm[tensorboard]"'),
+    "trackio": (("trackio",), '"mlm[trackio]"'),
+    "wandb": (("wandb",), "wandb"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet_ml"),
+    "neptune": (("neptune",), "neptune"),
+    "clearml": (("clearml",), "clearml"),
+    "dagshub": (("dagshub",), "dagshub"),
+    "dvclive": (("dvclive",), "dvclive"),
+    "codecarbon": (("codecarbon",), "codecarbon"),
+    "swanlab": (("swanlab",), "swanlab"),
+    "azure_ml": (("azureml",), "azureml-core"),
+    "flyte": (("flytekit",), "flytekit"),
+    "kubeflow": (("kubeflow",), "kubeflow"),
+}
+
+
+def trackers(report_to: str) -> list[str]:
+    """The tracker names in `report_to` ("tensorboard,trackio" or "tensorboard trackio"); [] for "none"."""
+    names = [n for n in report_to.replace(",", " ").split() if n]
+    return [] if names in ([], ["none"]) else names
+
+
+def check_trackers(names: list[str]) -> None:
+    """Each tracker must be known and installed; a missing one is one line with the command that installs it."""
+    import importlib.util
+
+    for name in names:
+        if name in ("all", "none"):
+            _check(len(names) == 1, f"report_to '{name}' cannot be combined with other trackers")
+            continue
+        _check(name in TRACKERS, f"unknown report_to '{name}'; valid: none, all, {', '.join(TRACKERS)}")
+        modules, package = TRACKERS[name]
+        if not any(importlib.util.find_spec(m) for m in modules):
+            raise UserError(
+                f"report_to {name}: {modules[0]} is not installed; install it with: pip install {package}"
+            )
 
 
 def _check_choice(name: str, value: str, enum_name: str) -> None:
@@ -194,6 +242,7 @@ def training_arguments(opts: TrainerOptions, **extra: Any) -> dict[str, Any]:
     values = dataclasses.asdict(as_group(opts, TrainerOptions))
     values["warmup_steps"] = values.pop("warmup_ratio")  # transformers 5: a float < 1 is a ratio of the steps
     values["optim"] = opts.optim or "adamw_torch_fused"
+    values["report_to"] = trackers(opts.report_to) or "none"
     if opts.bf16 is None:
         values["bf16"] = bool(cuda and torch.cuda.is_bf16_supported())
     workers = opts.dataloader_num_workers

@@ -15,6 +15,7 @@ import torch
 
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, match_file_modes, read_json, write_json
+from data_prep.tokenizer import portable_tokenizer_config
 from mlm.checkpoints import resolve_resume, resumed_step, stream_start
 from mlm.data import BlockDataset, FixedEvalSet, load_packed, packed_stats
 from mlm.distributed import destroy_process_group_at_exit
@@ -332,10 +333,12 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
         else:
             run.objective.export(trainer, tmp)
         record.save(tmp)
+        portable_tokenizer_config(tmp, model_max_length=run.data.seq_len)
         match_file_modes(tmp)  # the weights as readable as the other files
         _write_card(tmp, record)
         _write_step_metadata(tmp, cfg, run.data.tokenizer_dir)
     write_json(out / "log_history.json", trainer.state.log_history)
+    _plot_losses(out, trainer.state.log_history)
     _write_step_metadata(out, cfg, run.data.tokenizer_dir)
     failures = run.hub_callback.finish(str(out / FINAL_DIR)) if run.hub_callback is not None else []
     for f in failures:
@@ -424,6 +427,13 @@ def _corpus_facts(cfg: PretrainConfig, pack_meta: dict) -> CorpusFacts:
 def _step_meta(folder: Path) -> dict:
     f = folder / "mlm_step.json"
     return read_json(f) if f.is_file() else {}
+
+
+def _plot_losses(out: Path, log_history: list[dict]) -> None:
+    """loss_curves.png: training and evaluation loss against step."""
+    from mlm.report import plot_loss_curves
+
+    plot_loss_curves(log_history, out / "loss_curves.png", title=f"{out.resolve().name}: pretraining")
 
 
 def _write_card(folder: Path, record: RunRecord) -> None:

@@ -11,6 +11,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from data_prep.io import match_file_modes
+from data_prep.tokenizer import portable_tokenizer_config
 from mlm.checkpoints import mark_complete, resumed_step, rotate_complete
 from mlm.data import BlockDataset, stack_collate
 from mlm.run_record import RunRecord
@@ -178,8 +179,8 @@ class ExactResumeCallback(TrainerCallback):
 
 
 class RunRecordCallback(TrainerCallback):
-    """Writes the run record (run_info.json, for the model card) into every checkpoint as it is saved (and
-    gives its weights the mode of its other files).
+    """Writes the run record (run_info.json, for the model card) into every checkpoint as it is saved; makes
+    its tokenizer config portable and its weights as readable as its other files.
     `record_at(step, eval_metrics, wall_seconds)` builds it from the newest evaluation."""
 
     def __init__(self, record_at: Callable[[int, dict, float], RunRecord]) -> None:
@@ -191,5 +192,7 @@ class RunRecordCallback(TrainerCallback):
         if not state.is_world_process_zero or not folder.is_dir():
             return
         last_eval = next((h for h in reversed(state.log_history) if "eval_loss" in h), {})
-        self.record_at(state.global_step, last_eval, time.perf_counter() - self.started).save(folder)
+        record = self.record_at(state.global_step, last_eval, time.perf_counter() - self.started)
+        record.save(folder)
+        portable_tokenizer_config(folder, model_max_length=record.model.max_seq_length)
         match_file_modes(folder)  # the weights as readable as the other files

@@ -1,0 +1,153 @@
+"""What we save loads in the oldest transformers we promise (the card says `library_name: transformers`):
+tokenizers, the pretrained masked LM and a fine-tuned classifier give the same ids and logits in a separate
+virtual environment with `COMPAT_PINS` as in this one.
+
+The environment is built once, under $MLM_TEST_CACHE (default ~/.cache/mlm-tests), with pip; where pip cannot
+install the pins (offline, no wheel for this Python), the test is skipped and says why."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from tiny_run import tiny_pretrain_config
+
+COMPAT_PINS = ["transformers==4.44.2", "tokenizers>=0.19,<0.20", "torch==2.13.0", "numpy<2.3", "safetensors"]
+TEXTS = ["The cat sat on the mat.", "Héllo WORLD, naïve café!", "a [MASK] of the world", ""]
+PAIRS = [("good film", "bad night"), ("The first one.", "and the second")]
+
+pytestmark = pytest.mark.slow
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MLM_TEST_CACHE") or Path.home() / ".cache" / "mlm-tests")
+
+
+@pytest.fixture(scope="module")
+def old_python() -> Path:
+    """The python of a venv with `COMPAT_PINS` (built once; the test is skipped when pip cannot build it)."""
+    venv = cache_dir() / ("compat-" + "-".join(p.split("==")[-1] for p in COMPAT_PINS[:1]))
+    python = venv / "bin" / "python"
+    stamp = venv / ".mlm-compat-ok"
+    if stamp.is_file() and stamp.read_text() == json.dumps(COMPAT_PINS) and python.is_file():
+        return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+    pip = subprocess.run([str(python), "-m", "pip", "install", "-q", *COMPAT_PINS], capture_output=True, text=True,
+                         timeout=1800)  # fmt: skip
+    if pip.returncode != 0:
+        tail = " ".join((pip.stderr or pip.stdout).strip().splitlines()[-2:])
+        pytest.skip(f"cannot build a venv with {' '.join(COMPAT_PINS)} here (pip: {tail[:300]})")
+    stamp.write_text(json.dumps(COMPAT_PINS))
+    return python
+
+
+OLD_SIDE = textwrap.dedent(
+    """
+    import json, sys
+    import torch, transformers
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    spec = json.loads(sys.argv[1])
+    out = {"version": transformers.__version__}
+    for name, folder in spec["tokenizers"].items():
+        tok = AutoTokenizer.from_pretrained(folder)
+        out[name] = {"class": type(tok).__name__, "max": tok.model_max_length,
+                     "ids": [tok(t)["input_ids"] for t in spec["texts"]],
+                     "pairs": [dict(tok(a, b)) for a, b in spec["pairs"]]}
+    tok = AutoTokenizer.from_pretrained(spec["mlm"])
+    batch = tok(spec["texts"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out["mlm_logits"] = AutoModelForMaskedLM.from_pretrained(spec["mlm"]).eval()(**batch).logits.tolist()
+        tok = AutoTokenizer.from_pretrained(spec["classifier"])
+        batch = tok(spec["texts"], padding=True, return_tensors="pt")
+        model = AutoModelForSequenceClassification.from_pretrained(spec["classifier"]).eval()
+        out["cls_logits"] = model(**batch).logits.tolist()
+    out["labels"] = [p["label"] for p in pipeline("text-classification", model=spec["classifier"])(spec["texts"][:2])]
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def current_side(spec: dict) -> dict:
+    """What this transformers gives for the same folders."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    out: dict = {}
+    for name, folder in spec["tokenizers"].items():
+        tok = AutoTokenizer.from_pretrained(folder)
+        out[name] = {
+            "ids": [tok(t)["input_ids"] for t in TEXTS],
+            "pairs": [dict(tok(a, b)) for a, b in PAIRS],
+        }
+    with torch.no_grad():
+        tok = AutoTokenizer.from_pretrained(spec["mlm"])
+        batch = tok(TEXTS, padding=True, return_tensors="pt")
+        out["mlm_logits"] = AutoModelForMaskedLM.from_pretrained(spec["mlm"]).eval()(**batch).logits
+        tok = AutoTokenizer.from_pretrained(spec["classifier"])
+        batch = tok(TEXTS, padding=True, return_tensors="pt")
+        out["cls_logits"] = (
+            AutoModelForSequenceClassification.from_pretrained(spec["classifier"]).eval()(**batch).logits
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, packed_dir: Path, prepared_dir: Path) -> dict:
+    """A pretrained final/, a classifier fine-tuned from it, and BPE / Unigram tokenizers, all saved here."""
+    import csv
+
+    from data_prep.tokenizer import TokenizerConfig, train_tokenizer
+    from mlm.finetune import FinetuneConfig, finetune
+    from mlm.pretrain import pretrain
+
+    root = tmp_path_factory.mktemp("compat")
+    pretrain(tiny_pretrain_config(packed_dir, root / "pretrain"))
+    rows = [
+        {"text": f"{w} film number {i}", "label": str(int(w == "good"))}
+        for i in range(24)
+        for w in ("good", "bad")
+    ]
+    with open(root / "train.csv", "w", newline="") as f:
+        csv.DictWriter(f, ["text", "label"]).writeheader()
+        csv.DictWriter(f, ["text", "label"]).writerows(rows)
+    finetune(FinetuneConfig(model=str(root / "pretrain" / "final"), train_file=str(root / "train.csv"),
+                            output_dir=str(root / "cls"), max_steps=2, max_seq_length=32, use_cpu=True,
+                            disable_tqdm=True, label_names=["negative", "positive"]))  # fmt: skip
+    tokenizers = {"wordpiece": str(root / "pretrain" / "final"), "classifier": str(root / "cls")}
+    for kind in ("bpe", "unigram"):
+        train_tokenizer(TokenizerConfig(output_dir=str(root / kind), data_dir=str(prepared_dir), kind=kind,
+                                        vocab_size=256))  # fmt: skip
+        tokenizers[kind] = str(root / kind)
+    return {"tokenizers": tokenizers, "mlm": tokenizers["wordpiece"], "classifier": tokenizers["classifier"],
+            "texts": TEXTS, "pairs": PAIRS}  # fmt: skip
+
+
+def test_oldest_transformers_loads_our_tokenizers_and_models_identically(
+    old_python: Path, saved: dict
+) -> None:
+    import torch
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
+    proc = subprocess.run([str(old_python), "-c", OLD_SIDE, json.dumps(saved)], capture_output=True, text=True,
+                          env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    old = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert old["version"] == "4.44.2"
+    new = current_side(saved)
+    expected_class = {"wordpiece": "BertTokenizerFast", "classifier": "BertTokenizerFast",
+                      "bpe": "PreTrainedTokenizerFast", "unigram": "PreTrainedTokenizerFast"}  # fmt: skip
+    for name in saved["tokenizers"]:
+        assert old[name]["class"] == expected_class[name], name
+        assert old[name]["ids"] == new[name]["ids"], name
+        assert old[name]["pairs"] == new[name]["pairs"], name
+    assert old["wordpiece"]["max"] == 32 and old["classifier"]["max"] == 32
+    torch.testing.assert_close(torch.tensor(old["mlm_logits"]), new["mlm_logits"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.tensor(old["cls_logits"]), new["cls_logits"], atol=1e-5, rtol=1e-5)
+    assert set(old["labels"]) <= {"negative", "positive"}
