@@ -19,14 +19,17 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from data_prep.arrow_files import iter_text_batches, shard_name, write_dataset_dict, write_split_metadata
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
+from data_prep.progress import bar
 from data_prep.steps import file_fingerprint, folder_fingerprint, write_step_metadata
 
 STEP = "pack"
@@ -270,10 +273,11 @@ def _table(ids: np.ndarray, starts: np.ndarray, schema):
     )
 
 
-def pack_shard(job: dict) -> dict:
+def pack_shard(job: dict, progress: Callable[[int], Any] | None = None) -> dict:
     """Pack documents [start, stop) of one split into an Arrow file; return its counts.
 
     `job`: data_dir, split, start, stop, tokenizer_dir, max_seq_length, batch_size, path, parallel.
+    `progress(n)` is called as each batch of n documents is packed.
     The Rust encoder works on the next batch (in a thread, without the GIL) while this one is packed.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -297,6 +301,8 @@ def pack_shard(job: dict) -> dict:
 
         def write(encodings: list) -> None:
             ids, starts, n_docs, n_tokens = documents_to_arrays(encodings, special.sep, table)
+            if progress is not None:
+                progress(len(encodings))
             counts["documents"] += n_docs
             counts["tokens"] += n_tokens
             if len(ids):
@@ -322,6 +328,25 @@ def pack_shard(job: dict) -> dict:
         blocks=packer.blocks, padding_tokens=packer.padding, words_split_across_blocks=packer.split_words
     )
     return counts
+
+
+def _pack_indexed(item: tuple[int, dict]) -> tuple[int, dict]:
+    return item[0], pack_shard(item[1])
+
+
+def _run_jobs(jobs: list[dict], procs: int, documents: int) -> list[dict]:
+    """Each job's counts, in job order: in this process, or in `procs` worker processes (the bar then moves
+    as each shard ends)."""
+    with bar(total=documents, desc="pack", unit="doc", unit_scale=True) as progress:
+        if procs <= 1:
+            return [pack_shard(job, progress.update) for job in jobs]
+        results: list[dict] = [{} for _ in jobs]
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(procs) as pool:
+            for i, counts in pool.imap_unordered(_pack_indexed, enumerate(jobs)):
+                results[i] = counts
+                progress.update(jobs[i]["stop"] - jobs[i]["start"])
+        return results
 
 
 def pack(cfg: PackConfig) -> dict:
@@ -369,12 +394,7 @@ def pack(cfg: PackConfig) -> dict:
         in_workers = procs > 1 and len(jobs) > 1
         for job in jobs:
             job["parallel"] = not in_workers  # workers tokenize on one thread each
-        if in_workers:
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            with multiprocessing.get_context(method).Pool(procs) as pool:
-                results = pool.map(pack_shard, jobs, chunksize=1)
-        else:
-            results = [pack_shard(job) for job in jobs]
+        results = _run_jobs(jobs, procs if in_workers else 1, sum(len(ds) for ds in data.values()))
         for split in data:
             mine = [(j, r) for j, r in zip(jobs, results) if j["split"] == split]
             per_split[split] = {k: sum(r[k] for _, r in mine) for k in mine[0][1]}

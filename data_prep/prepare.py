@@ -18,6 +18,7 @@ import numpy as np
 from data_prep.arrow_files import iter_record_batches, shard_name, write_dataset_dict, write_split_metadata
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
+from data_prep.progress import bar
 from data_prep.read import corpus_fingerprint, resolve_specs
 from data_prep.sources import corpus_options, iter_corpus
 from data_prep.steps import file_fingerprint, write_step_metadata
@@ -195,9 +196,17 @@ def _keep_indices(
     return keep, too_short, len(long_enough) - len(keep)
 
 
-def _read_and_clean(cfg: PrepareConfig, path: Path) -> tuple[int, np.ndarray, np.ndarray]:
+def _local_bytes(sources: list) -> int | None:
+    """Bytes of the corpus when it is all plain local files (what the progress bar counts to), else None."""
+    if not sources or any(s.kind != "file" or s.name.endswith(".gz") for s in sources):
+        return None
+    return sum(Path(s.name).stat().st_size for s in sources)
+
+
+def _read_and_clean(cfg: PrepareConfig, path: Path, total: int | None) -> tuple[int, np.ndarray, np.ndarray]:
     """Stream the corpus through `clean_batch` (in `num_proc` processes when asked) into the Arrow file
-    `path`; return the number of documents read, and each one's length and content key."""
+    `path`, with a progress bar (of the text read, to `total` bytes when known); return the number of
+    documents read, and each one's length and content key."""
     import datasets
     from datasets.arrow_writer import ArrowWriter
 
@@ -210,6 +219,7 @@ def _read_and_clean(cfg: PrepareConfig, path: Path) -> tuple[int, np.ndarray, np
     features = datasets.Features({"text": datasets.Value("string")})
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(ArrowWriter(path=str(path), features=features))
+        progress = stack.enter_context(bar(total=total, desc="prepare", unit="B", unit_scale=True))
         if cfg.num_proc and cfg.num_proc > 1:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             pool = stack.enter_context(multiprocessing.get_context(method).Pool(cfg.num_proc))
@@ -218,8 +228,10 @@ def _read_and_clean(cfg: PrepareConfig, path: Path) -> tuple[int, np.ndarray, np
             results = map(_clean_job, jobs)
         for texts, n_chars, n_keys in results:
             writer.write_batch({"text": texts})
+            progress.update(min(int(n_chars.sum()) + len(texts), (total or 1 << 62) - progress.n))
             chars.append(n_chars)
             keys.append(n_keys)
+        progress.update(max(0, (total or 0) - progress.n))  # all read (the bar counted characters)
         writer.finalize()
     if not chars:
         return 0, np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -268,7 +280,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         scratch = tmp / ".scratch"  # the cleaned corpus before filtering; removed before the rename
         scratch.mkdir()
         cleaned = scratch / "clean.arrow"
-        n_in, chars, keys = _read_and_clean(cfg, cleaned)
+        n_in, chars, keys = _read_and_clean(cfg, cleaned, _local_bytes(sources))
         if n_in == 0:
             raise UserError(f"corpus {corpus_name} has no usable text after cleaning (0 documents read)")
         keep, too_short, duplicates = _keep_indices(chars, keys, cfg.min_chars, cfg.dedup)

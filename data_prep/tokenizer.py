@@ -20,6 +20,7 @@ from pathlib import Path
 
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, write_json
+from data_prep.progress import bar
 from data_prep.sources import corpus_options, iter_corpus
 from data_prep.steps import folder_fingerprint, write_step_metadata
 
@@ -281,6 +282,25 @@ def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
                 return
 
 
+def _expected_bytes(cfg: TokenizerConfig) -> int | None:
+    """About how many bytes of text the tokenizer reads (for the progress bar), when that can be known."""
+    if cfg.data_dir:
+        stats = Path(cfg.data_dir) / "stats.json"
+        size = json.loads(stats.read_text()).get("train_characters") if stats.is_file() else None
+    else:
+        files = [Path(c) for c in cfg.corpus]
+        plain = all(f.is_file() and not f.name.endswith(".gz") for f in files)
+        size = sum(f.stat().st_size for f in files) if plain else None
+    return min(size, cfg.max_train_bytes) if size else None
+
+
+def _counted(batches: Iterator[list[str]], seen: dict, progress) -> Iterator[list[str]]:
+    """`batches`, moving `progress` to `seen["bytes"]` as each is read."""
+    for batch in batches:
+        progress.update(max(0, min(seen["bytes"], progress.total or seen["bytes"]) - progress.n))
+        yield batch
+
+
 def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenizerFast
     """Train the tokenizer on the data, write `cfg.output_dir`, and return it wrapped for transformers."""
     cfg.validate()
@@ -294,7 +314,9 @@ def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenize
     start = time.time()
     tok, trainer = build_untrained(cfg)
     seen = {"bytes": 0, "documents": 0}
-    tok.train_from_iterator(_training_texts(cfg, seen), trainer=trainer)
+    with bar(total=_expected_bytes(cfg), desc="train-tokenizer", unit="B", unit_scale=True) as progress:
+        tok.train_from_iterator(_counted(_training_texts(cfg, seen), seen, progress), trainer=trainer)
+        progress.update(max(0, (progress.total or 0) - progress.n))  # all read
     source = cfg.data_dir or ", ".join(cfg.corpus)
     if seen["documents"] == 0:
         raise UserError(f"tokenizer: {source} has no text to train on")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import sys
@@ -50,6 +51,36 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...], str | None, str]] = {
 }  # fmt: skip
 
 
+# an example of each command, shown under its --help
+EXAMPLES: dict[str, str] = {
+    "prepare": "mlm prepare --corpus data/*.jsonl.gz --text_field body --output_dir runs/x/data",
+    "train-tokenizer": "mlm train-tokenizer --data_dir runs/x/data --output_dir runs/x/tok --kind wordpiece "
+    "--vocab_size 16384",
+    "pack": "mlm pack --data_dir runs/x/data --tokenizer_dir runs/x/tok --output_dir runs/x/packed "
+    "--max_seq_length 128",
+    "pretrain": "mlm pretrain --data_dir runs/x/packed --output_dir runs/x/pretrain --preset mini "
+    "--max_time_minutes 60 --report_to tensorboard",
+    "finetune": "mlm finetune --model runs/x/pretrain/final --train_file train.csv --validation_file dev.csv "
+    "--test_file test.csv --output_dir runs/x/cls --label_names negative positive",
+    "evaluate": "mlm evaluate runs/x/pretrain --suite suites/glue_small.yaml",
+    "push": "mlm push runs/x/pretrain/final your-name/my-bert --private",
+    "fill-mask": 'mlm fill-mask runs/x/pretrain/final "the [MASK] of the function"',
+    "run": "mlm run recipes/demo.yaml --steps prepare tokenizer pack",
+}
+
+
+def version() -> str:
+    """The installed package's version (the source tree's when it is not installed)."""
+    import importlib.metadata
+
+    from mlm import __version__
+
+    try:
+        return importlib.metadata.version("mlm")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+
+
 def _load(ref: str) -> Any:
     module, name = ref.split(":")
     return getattr(importlib.import_module(module), name)
@@ -82,21 +113,38 @@ def run_recipe_cli(cfg) -> dict:
     return run_recipe(cfg)
 
 
+def _add_output_flags(parser: argparse.ArgumentParser, taken: set[str], default: Any = False) -> None:
+    """--quiet and --verbose (not where the command has its own option of that name)."""
+    group = parser.add_argument_group("output")
+    if "quiet" not in taken:
+        group.add_argument("--quiet", "-q", action="store_true", default=default, help="no progress bars")
+    if "verbose" not in taken:
+        group.add_argument("--verbose", "-v", action="store_true", default=default,
+                           help="the libraries' own output too (load reports, loss dicts, their progress bars)")  # fmt: skip
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlm",
         description="Pretrain a small BERT on your corpus, then fine-tune it as a classifier.",
+        epilog="example:\n  mlm run recipes/demo.yaml\n  mlm pretrain --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"mlm {version()}")
+    _add_output_flags(parser, set())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (cfg_ref, _, positional, section, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {EXAMPLES[name]}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         if name == command:  # only the chosen command's options are built (imports stay lazy)
-            add_arguments(p, _load(cfg_ref), positional)
+            cls = _load(cfg_ref)
+            add_arguments(p, cls, positional)
             if section:
                 p.add_argument(
                     "--config", dest="_config", metavar="RECIPE.yaml",
                     help=f"read defaults from the '{section}:' section of a recipe",
                 )  # fmt: skip
+            _add_output_flags(p, {f.name for f in dataclasses.fields(cls)}, default=argparse.SUPPRESS)
     return parser
 
 
@@ -114,9 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         base = {}
         if getattr(args, "_config", None):
             base = dict(load_yaml(args._config).get(section) or {})
+        if args.quiet and "disable_tqdm" in {f.name for f in dataclasses.fields(cls)}:
+            base.setdefault("disable_tqdm", True)
         cfg = config_from_args(cls, args, base, where=f"mlm {args.command}")
         fn: Callable = _load(fn_ref)
-        fn(cfg)
+        _run(fn, cfg, quiet=args.quiet, verbose=bool(getattr(cfg, "verbose", args.verbose)))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -124,6 +174,20 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _run(fn: Callable, cfg: Any, quiet: bool, verbose: bool) -> None:
+    """`fn(cfg)` with the progress bars and library output the flags ask for."""
+    from data_prep.progress import configure
+    from mlm.progress import library_output
+
+    configure(quiet=quiet, verbose=verbose)
+    if quiet:
+        import huggingface_hub.utils
+
+        huggingface_hub.utils.disable_progress_bars()
+    with library_output(verbose=verbose):
+        fn(cfg)
 
 
 def entry() -> None:  # console-script entry point

@@ -118,14 +118,17 @@ def config_from_dict(cls: type[T], data: dict | None, where: str, validate: bool
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
-    """Add one option per dataclass field, in argument groups by option group (`mlm.options`); the
-    `--max-seq-length` spelling of `--max_seq_length` is accepted too, without being listed twice."""
+    """Add one option per dataclass field, in argument groups by option group (`mlm.options`), the required
+    ones first in their own group; the `--max-seq-length` spelling of `--max_seq_length` is accepted too,
+    without being listed twice."""
     from mlm.options import group_of
 
     hints = _field_types(cls)
     groups: dict[str, Any] = {}
+    if any(is_required(f) for f in dataclasses.fields(cls) if f.name not in positional):
+        groups[REQUIRED] = parser.add_argument_group(REQUIRED)
     for f in dataclasses.fields(cls):
-        title = group_of(cls, f.name) or "options"
+        title = REQUIRED if is_required(f) else group_of(cls, f.name) or "options"
         if title not in groups:
             groups[title] = parser.add_argument_group(title)
         target = groups[title]
@@ -139,6 +142,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, positional: tuple[
         target.add_argument(f"--{f.name}", **kwargs)
         if "_" in f.name:
             target.add_argument(f"--{f.name.replace('_', '-')}", **{**kwargs, "help": argparse.SUPPRESS})
+
+
+REQUIRED = "required (here, or in the recipe section given with --config)"
+
+
+def is_required(f: dataclasses.Field) -> bool:
+    """A field without a default, or marked `metadata={"required": True}`."""
+    missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    return missing or bool(f.metadata.get("required"))
 
 
 def _argument_kwargs(f: dataclasses.Field, tp: Any, help_text: str) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from mlm.options import (
     validate_groups,
     with_defaults,
 )
+from mlm.progress import install as install_progress
 from mlm.run_record import (
     CorpusFacts,
     FinetuneFacts,
@@ -77,16 +78,18 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
     """Settings of `mlm finetune` (a recipe's `finetune:` section)."""
 
     model: str = field(
-        default="", metadata={"help": "pretrained checkpoint folder (or Hub name) to start from; required"}
+        default="",
+        metadata={"help": "pretrained checkpoint folder (or Hub name) to start from", "required": True},
     )
     output_dir: str = field(
-        default="", metadata={"help": "folder to write the classifier and its metrics; required"}
+        default="", metadata={"help": "folder to write the classifier and its metrics", "required": True}
     )
     train_file: str = field(
         default="",
         metadata={
             "help": "training data: a .csv/.tsv/.jsonl/.json/.parquet file (.gz ok), hf:NAME@SPLIT or "
-            "builtin:pydocs@train; required"
+            "builtin:pydocs@train",
+            "required": True,
         },
     )
     validation_file: str | None = field(
@@ -594,6 +597,7 @@ def _train(
         compute_metrics=_metric_fn(cfg.reported_metrics, cfg.problem_type),
         callbacks=[keep_best] if keep_best else None,
     )
+    install_progress(trainer)
     train_out = trainer.train()
     if keep_best is not None and keep_best.state is not None:
         trainer.model.load_state_dict(keep_best.state)

@@ -32,6 +32,7 @@ from mlm.options import (
     validate_groups,
     with_defaults,
 )
+from mlm.progress import install as install_progress
 from mlm.run_record import (
     CorpusFacts,
     ModelFacts,
@@ -68,10 +69,10 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
     """Everything `mlm pretrain` needs; the YAML section `pretrain:` uses the same keys."""
 
     data_dir: str = field(
-        default="", metadata={"help": "packed dataset folder written by `mlm pack`; required"}
+        default="", metadata={"help": "packed dataset folder written by `mlm pack`", "required": True}
     )
     output_dir: str = field(
-        default="", metadata={"help": "where checkpoints, final/ and metrics.json go; required"}
+        default="", metadata={"help": "where checkpoints, final/ and metrics.json go", "required": True}
     )
     tokenizer_dir: str | None = field(
         default=None, metadata={"help": "tokenizer folder (default: the one the packed data was made with)"}
@@ -295,8 +296,10 @@ def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
     cfg, trainer = run.cfg, run.trainer
     # before the push callback: checkpoints carry run_info.json
     trainer.add_callback(RunRecordCallback(lambda step, ev, wall: run_record(run, step, ev, wall)))
-    if cfg.max_time_minutes:
-        trainer.add_callback(TimeBudget(cfg.max_time_minutes * 60, cfg.lr_scheduler_type, cfg.warmup_ratio))
+    budget_s = cfg.max_time_minutes * 60 if cfg.max_time_minutes else None
+    if budget_s:
+        trainer.add_callback(TimeBudget(budget_s, cfg.lr_scheduler_type, cfg.warmup_ratio))
+    install_progress(trainer, budget_s, tokens_per_step=run.global_batch * run.data.seq_len)
     if cfg.push_to_hub:
         from mlm.hub import HubPushCallback
 

@@ -18,7 +18,7 @@ class EvaluateConfig:
             "checkpoint-N for the pretraining curve); or a comma-separated list of checkpoints"
         },
     )
-    suite: str = field(default="", metadata={"help": "suite YAML file listing the tasks; required"})
+    suite: str = field(default="", metadata={"help": "suite YAML file listing the tasks", "required": True})
     output_dir: str | None = field(
         default=None, metadata={"help": "folder for results (default: runs/evaluate/SUITE_NAME)"}
     )

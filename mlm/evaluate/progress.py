@@ -11,6 +11,8 @@ import statistics
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from mlm.progress import library_output
+
 if TYPE_CHECKING:
     from mlm.evaluate.plan import Run
     from mlm.evaluate.runs import Outcome
@@ -75,23 +77,5 @@ def quiet(verbose: bool = False) -> Iterator[None]:
     if verbose:
         yield
         return
-    import datasets.utils
-    import transformers.utils.logging as tf_logging
-    from datasets.utils import logging as ds_logging
-
-    levels = tf_logging.get_verbosity(), ds_logging.get_verbosity()
-    bars = tf_logging.is_progress_bar_enabled(), not datasets.utils.are_progress_bars_disabled()
-    tf_logging.set_verbosity_error()
-    ds_logging.set_verbosity_error()
-    tf_logging.disable_progress_bar()
-    datasets.utils.disable_progress_bars()
-    try:
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-            yield
-    finally:
-        tf_logging.set_verbosity(levels[0])
-        ds_logging.set_verbosity(levels[1])
-        if bars[0]:
-            tf_logging.enable_progress_bar()
-        if bars[1]:
-            datasets.utils.enable_progress_bars()
+    with library_output(), open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield
