@@ -18,7 +18,9 @@ from mlm.cli import COMMANDS, build_parser, main, version
 from mlm.pretrain import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
-BAR = re.compile(r"(\d+)%\|[^|\r\n]*\| [^\r\n]*\[\d\d:\d\d<\d\d:\d\d, +[\d.]+ ?\w*/s\]")  # count, elapsed<ETA, rate
+BAR = re.compile(
+    r"(\d+)%\|[^|\r\n]*\| [^\r\n]*\[\d\d:\d\d<\d\d:\d\d, +[\d.]+ ?\w*/s\]"
+)  # count, elapsed<ETA, rate
 
 
 def help_text(command: str, capsys) -> str:

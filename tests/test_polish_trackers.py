@@ -43,7 +43,9 @@ def test_tensorboard_logs_of_pretraining_and_fine_tuning(pretrain_run: Path, tmp
     logged = scalars(pretrain_run)
     history = json.loads((pretrain_run / "log_history.json").read_text())
     assert logged["train/loss"] == pytest.approx([h["loss"] for h in history if "loss" in h], rel=1e-5)
-    assert logged["eval/loss"] == pytest.approx([h["eval_loss"] for h in history if "eval_loss" in h], rel=1e-5)
+    assert logged["eval/loss"] == pytest.approx(
+        [h["eval_loss"] for h in history if "eval_loss" in h], rel=1e-5
+    )
     assert len(logged["eval/loss"]) >= 2  # steps 3 and 6 (and the final evaluation)
     train = tmp_path / "train.csv"
     train.write_text(
