@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,8 +50,15 @@ def test_push_sends_what_a_model_repo_needs_and_no_local_path(
     (folder / "checkpoint-2").mkdir()
     (folder / "checkpoint-2" / "config.json").write_text("{}")
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "README.md"}
-    r = run(["push", folder, "tester/files"], hub.client_env(tmp_path / "home", token=TOKEN))
+    env = {**hub.client_env(tmp_path / "home", token=TOKEN), "HF_HUB_DISABLE_PROGRESS_BARS": "0"}
+    r = run(["push", folder, "tester/files"], env)
     assert r.returncode == 0, r.stderr
+    # the weights' upload bar: bytes, elapsed<ETA, rate (huggingface_hub's); none with --quiet
+    assert re.search(
+        r"model\.safetensors: 100%\|[^\r\n]*\[\d\d:\d\d<\d\d:\d\d, +[\d.]+ ?\w*B/s\]", r.stderr
+    ), r.stderr
+    quiet = run(["push", folder, "tester/quiet", "--quiet"], env)
+    assert quiet.returncode == 0 and "%|" not in quiet.stderr, quiet.stderr
     files = hub.files("tester/files")
     assert set(files) == {
         ".gitattributes",
