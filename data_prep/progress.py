@@ -5,10 +5,12 @@ libraries show their own output too. The `mlm` package reads the same settings."
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
-_SETTINGS = {"quiet": False, "verbose": False}
+_SETTINGS: dict[str, bool | None] = {"quiet": False, "verbose": None}
 
 
 def configure(quiet: bool | None = None, verbose: bool | None = None) -> None:
@@ -19,12 +21,26 @@ def configure(quiet: bool | None = None, verbose: bool | None = None) -> None:
         _SETTINGS["verbose"] = bool(verbose)
 
 
+@contextlib.contextmanager
+def settings(quiet: bool | None = None, verbose: bool | None = None) -> Iterator[None]:
+    """`configure(quiet, verbose)` for the duration of a `with` block (the `mlm` command's run)."""
+    before = dict(_SETTINGS)
+    configure(quiet, verbose)
+    try:
+        yield
+    finally:
+        _SETTINGS.update(before)
+
+
 def quiet() -> bool:
-    return _SETTINGS["quiet"] or os.environ.get("MLM_QUIET", "") not in ("", "0")
+    """Whether progress bars are hidden."""
+    return bool(_SETTINGS["quiet"]) or os.environ.get("MLM_QUIET", "") not in ("", "0")
 
 
 def verbose() -> bool:
-    return _SETTINGS["verbose"]
+    """Whether the libraries' own output (the Trainer's log dicts, ...) is shown: yes, as the libraries do,
+    unless `configure(verbose=False)` (the `mlm` command without --verbose)."""
+    return _SETTINGS["verbose"] is not False
 
 
 def bar(

@@ -178,16 +178,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(fn: Callable, cfg: Any, quiet: bool, verbose: bool) -> None:
     """`fn(cfg)` with the progress bars and library output the flags ask for."""
-    from data_prep.progress import configure
+    import huggingface_hub.utils
+
+    from data_prep.progress import settings
     from mlm.progress import library_output
 
-    configure(quiet=quiet, verbose=verbose)
+    hub_bars = not huggingface_hub.utils.are_progress_bars_disabled()
     if quiet:
-        import huggingface_hub.utils
-
         huggingface_hub.utils.disable_progress_bars()
-    with library_output(verbose=verbose):
-        fn(cfg)
+    try:
+        with settings(quiet=quiet, verbose=verbose), library_output(verbose=verbose):
+            fn(cfg)
+    finally:
+        if quiet and hub_bars:
+            huggingface_hub.utils.enable_progress_bars()
 
 
 def entry() -> None:  # console-script entry point

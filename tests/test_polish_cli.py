@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from tiny_run import TINY, tiny_pretrain_config
 
+from data_prep.progress import settings
 from mlm.cli import COMMANDS, build_parser, main, version
 from mlm.pretrain import pretrain
 
@@ -80,7 +81,8 @@ def test_time_budget_bar_counts_seconds_of_the_budget_and_tokens_per_second(pack
                                                                            capsys) -> None:  # fmt: skip
     cfg = tiny_pretrain_config(packed_dir, tmp_path / "p", max_time_minutes=0.05, max_steps=-1, disable_tqdm=False,
                                eval_steps=0, save_steps=0)  # fmt: skip
-    pretrain(cfg)
+    with settings(verbose=False):  # as the `mlm` command without --verbose
+        pretrain(cfg)
     err = capsys.readouterr().err.replace("\r", "\n")
     lines = [line for line in err.splitlines() if "of the time budget" in line]
     assert lines, err[-1000:]
