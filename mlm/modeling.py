@@ -259,7 +259,32 @@ def use_cpu_training_kernels(model: torch.nn.Module) -> None:
             module.__class__ = CpuTrainingSelfAttention
 
 
-class BertForMaskedOnlyLM(BertForMaskedLM):
+class SavesAsNative:
+    """Mixin for a training-time subclass of a `transformers` model: `save_pretrained` writes the native class
+    (`native_architecture`) into config.json, so `Auto*` classes load the folder without custom code."""
+
+    native_architecture: ClassVar[str] = ""
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        hub_keys = ("repo_id", "commit_message", "create_pr", "private", "token")
+        hub = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        self.config.architectures = [self.native_architecture]
+        if is_main_process:
+            self.config.save_pretrained(save_directory)
+            if push_to_hub:
+                self.push_to_hub(
+                    hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **hub
+                )
+
+
+class BertForMaskedOnlyLM(SavesAsNative, BertForMaskedLM):
     """BertForMaskedLM that, given labels, runs the prediction head on the masked positions only.
 
     Same modules and parameter names as BertForMaskedLM, and it saves as one: config.json says
@@ -269,6 +294,8 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
     with `masked_positions` (from fixed-count masking) it scores those (batch, slots) positions instead:
     static shapes, same loss; `logits` then has batch * slots rows.
     """
+
+    native_architecture = "BertForMaskedLM"
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
@@ -323,25 +350,6 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
         rows = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.size(-1)))
         targets = labels.gather(1, positions).masked_fill(~used, -100)
         return self._head_loss(rows.reshape(-1, hidden.size(-1)), targets.reshape(-1))
-
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike,
-        is_main_process: bool = True,
-        push_to_hub: bool = False,
-        **kwargs,
-    ) -> None:
-        """Save exactly like BertForMaskedLM (config architectures included); push through `push_to_hub`."""
-        hub_keys = ("repo_id", "commit_message", "create_pr", "private", "token")
-        hub = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
-        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
-        self.config.architectures = ["BertForMaskedLM"]
-        if is_main_process:
-            self.config.save_pretrained(save_directory)
-            if push_to_hub:
-                self.push_to_hub(
-                    hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **hub
-                )
 
 
 # glibc mallopt parameters

@@ -99,4 +99,13 @@ def get_objective(name: str) -> type[Objective]:
     return _REGISTRY[name]
 
 
-from mlm.objectives import mlm as _mlm  # noqa: E402,F401  (registers the built-in objectives)
+def _register_builtins() -> None:
+    """Import every module of this package: each registers its objectives (a new file needs no other edit)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_register_builtins()
