@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
+from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBertForMaskedLM, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertSelfAttention
 
@@ -38,8 +38,29 @@ OVERRIDE_KEYS = (
     "classifier_dropout",
 )
 
+# ModernBertConfig fields a recipe may override with architecture: modernbert (besides the preset's four)
+MODERNBERT_OVERRIDE_KEYS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_activation",
+    "max_position_embeddings",
+    "initializer_range",
+    "norm_eps",
+    "attention_dropout",
+    "embedding_dropout",
+    "mlp_dropout",
+    "local_attention",
+    "classifier_dropout",
+    "classifier_pooling",
+)
+ARCHITECTURES = {
+    "bert": (BertConfig, OVERRIDE_KEYS),
+    "modernbert": (ModernBertConfig, MODERNBERT_OVERRIDE_KEYS),
+}
+
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
-PRESET_DEFAULTS = BertConfig().to_dict()  # the type of each overridable field
 
 
 @dataclass
@@ -48,6 +69,12 @@ class ModelOptions:
 
     GROUP: ClassVar[str] = "model"
 
+    architecture: str = field(
+        default="bert",
+        metadata={
+            "help": "encoder blocks: bert, or modernbert (pre-LN, GeGLU, rotary, no biases, local/global attention)"
+        },
+    )
     preset: str = field(default="tiny", metadata={"help": "model size: " + ", ".join(PRESETS)})
     model_overrides: dict = field(
         default_factory=dict, metadata={"help": 'BertConfig overrides, e.g. {"num_hidden_layers": 3}'}
@@ -63,22 +90,27 @@ class ModelOptions:
     )
 
     def validate(self) -> None:
-        check_model_options(self.preset, self.model_overrides, self.attn_implementation)
+        check_model_options(self.preset, self.model_overrides, self.attn_implementation, self.architecture)
         if self.pad_vocab_to_multiple_of < 1:
             raise UserError(f"pad_vocab_to_multiple_of must be >= 1, got {self.pad_vocab_to_multiple_of}")
 
 
-def check_model_options(preset: str, overrides: dict[str, Any], attn_implementation: str) -> None:
-    """UserError for an unknown preset, override key or attention kernel, or an override of the wrong type."""
+def check_model_options(
+    preset: str, overrides: dict[str, Any], attn_implementation: str, architecture: str = "bert"
+) -> None:
+    """UserError for an unknown preset, architecture, override key or attention kernel, or an override of the
+    wrong type."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
+    if architecture not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+    config_class, keys = ARCHITECTURES[architecture]
+    unknown = sorted(set(overrides) - set(keys))
     if unknown:
-        raise UserError(
-            f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(OVERRIDE_KEYS)}"
-        )
+        raise UserError(f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(keys)}")
+    defaults = config_class().to_dict()
     for key, value in overrides.items():
-        kind = type(PRESET_DEFAULTS.get(key, value))
+        kind = type(defaults.get(key, value))
         if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise UserError(f"model_overrides: {key} should be a number, got {value!r}")
         if kind is str and not isinstance(value, str):
@@ -89,6 +121,12 @@ def check_model_options(preset: str, overrides: dict[str, Any], attn_implementat
         )
 
 
+def geglu_width(intermediate_size: int) -> int:
+    """A GeGLU feed-forward width with the parameters of a plain one `intermediate_size` wide (2/3 of it,
+    in multiples of 64): ModernBERT at a BERT preset keeps the preset's size."""
+    return max(64, 64 * round(intermediate_size * 2 / 3 / 64))
+
+
 def build_config(
     preset: str,
     vocab_size: int,
@@ -97,18 +135,23 @@ def build_config(
     overrides: dict[str, Any] | None = None,
     attn_implementation: str = "sdpa",
     pad_vocab_to_multiple_of: int = 64,
-) -> BertConfig:
-    """A BertConfig for `preset`, with the vocabulary rounded up to a multiple of `pad_vocab_to_multiple_of`."""
+    architecture: str = "bert",
+) -> BertConfig | ModernBertConfig:
+    """The model config of `architecture` at `preset`, with the vocabulary rounded up to a multiple of
+    `pad_vocab_to_multiple_of`."""
     overrides = dict(overrides or {})
-    check_model_options(preset, overrides, attn_implementation)
+    check_model_options(preset, overrides, attn_implementation, architecture)
     if vocab_size < 1 or max_seq_length < 1:
         raise UserError(
             f"vocab_size and max_seq_length must be positive, got {vocab_size} and {max_seq_length}"
         )
     if pad_vocab_to_multiple_of > 1:
         vocab_size = -(-vocab_size // pad_vocab_to_multiple_of) * pad_vocab_to_multiple_of
+    preset_values = dict(PRESETS[preset])
+    if architecture == "modernbert":
+        preset_values["intermediate_size"] = geglu_width(preset_values["intermediate_size"])
     kwargs: dict[str, Any] = {
-        **PRESETS[preset],
+        **preset_values,
         "max_position_embeddings": max(512, max_seq_length),
         **overrides,
     }
@@ -121,7 +164,8 @@ def build_config(
         raise UserError(
             f"max_position_embeddings {kwargs['max_position_embeddings']} is below max_seq_length {max_seq_length}"
         )
-    return BertConfig(
+    config_class = ARCHITECTURES[architecture][0]
+    return config_class(
         vocab_size=vocab_size, pad_token_id=pad_token_id, attn_implementation=attn_implementation, **kwargs
     )
 
@@ -396,8 +440,12 @@ def reuse_freed_memory(enable: bool = True) -> bool:
     return bool(ok)
 
 
-def build_model(config: BertConfig, masked_only_head: bool = True) -> PreTrainedModel:
-    """A freshly initialised MLM model: the masked-only head (fast) or the plain BertForMaskedLM."""
+def build_model(config: BertConfig | ModernBertConfig, masked_only_head: bool = True) -> PreTrainedModel:
+    """A freshly initialised MLM model. BERT: the masked-only head (fast) or the plain BertForMaskedLM.
+    ModernBERT: `ModernBertForMaskedLM`, with its own sparse prediction (the head on masked positions only)."""
+    if config.model_type == "modernbert":
+        config.sparse_prediction = masked_only_head
+        return ModernBertForMaskedLM(config)
     return (BertForMaskedOnlyLM if masked_only_head else BertForMaskedLM)(config)
 
 

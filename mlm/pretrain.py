@@ -135,6 +135,8 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
         for name in ("eval_steps", "save_steps", "save_total_limit"):
             if getattr(self, name) < 0:
                 raise UserError(f"pretrain: {name} must be >= 0, got {getattr(self, name)}")
+        if self.fixed_count_masking and self.architecture != "bert":
+            raise UserError("pretrain: fixed_count_masking works with architecture: bert only")
         if self.max_eval_samples < 1:
             raise UserError(f"pretrain: max_eval_samples must be >= 1, got {self.max_eval_samples}")
 
@@ -212,7 +214,11 @@ def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -
         overrides=cfg.model_overrides,
         attn_implementation=cfg.attn_implementation,
         pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
+        architecture=cfg.architecture,
     )
+    if model_config.model_type == "modernbert":  # ModernBertConfig names its special tokens too
+        model_config.cls_token_id = model_config.bos_token_id = tok.cls_token_id
+        model_config.sep_token_id = model_config.eos_token_id = tok.sep_token_id
     model = objective.build_model(model_config)
     check_tokenizer_matches(model.config, tok, where=f"{data.tokenizer_dir} vs model preset {cfg.preset}")
     return model
