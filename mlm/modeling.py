@@ -449,6 +449,30 @@ def build_model(config: BertConfig | ModernBertConfig, masked_only_head: bool = 
     return (BertForMaskedOnlyLM if masked_only_head else BertForMaskedLM)(config)
 
 
+def load_masked_lm(name: str, masked_only_head: bool = True) -> PreTrainedModel:
+    """A masked-LM checkpoint (folder or Hub id: BERT, RoBERTa, ELECTRA generator, ModernBERT, ...) to continue
+    pretraining; a BERT one gets the masked-only head. UserError when it cannot be loaded or has no
+    masked-LM head."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+        if config.model_type == "bert" and masked_only_head:
+            model, info = BertForMaskedOnlyLM.from_pretrained(name, output_loading_info=True)
+        else:
+            if config.model_type == "modernbert":
+                config.sparse_prediction = masked_only_head
+            model, info = AutoModelForMaskedLM.from_pretrained(name, config=config, output_loading_info=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(
+            f"init_from: cannot load a masked-LM model from {name}: {str(e).splitlines()[0]}"
+        ) from None
+    if info["missing_keys"]:
+        missing = ", ".join(sorted(info["missing_keys"])[:3])
+        raise UserError(f"init_from: {name} has no masked-LM head (missing weights: {missing}, ...)")
+    return model
+
+
 def check_tokenizer_matches(
     config_or_model: BertConfig | PreTrainedModel, tokenizer: Any, where: str
 ) -> None:

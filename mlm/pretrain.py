@@ -75,7 +75,14 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
     tokenizer_dir: str | None = field(
         default=None, metadata={"help": "tokenizer folder (default: the one the packed data was made with)"}
     )
-    objective: str = field(default="mlm", metadata={"help": "pretraining objective (mlm)"})
+    objective: str = field(default="mlm", metadata={"help": "pretraining objective: mlm or electra"})
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "continue pretraining this masked-LM checkpoint (folder or Hub id) instead of random "
+            "weights; pack the corpus with its tokenizer (`pack: tokenizer_dir` = the same)"
+        },
+    )
     objective_options: dict = field(
         default_factory=dict, metadata={"help": 'the objective\'s own options, e.g. {"generator_size": 0.25}'}
     )
@@ -126,6 +133,8 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
         except UserError as e:
             raise UserError(f"pretrain: {e}") from None
         get_objective(self.objective).parse_options(self.objective_options)
+        if self.init_from and self.objective != "mlm":
+            raise UserError(f"pretrain: init_from works with objective: mlm, not {self.objective}")
         if self.max_time_minutes is not None and not self.max_time_minutes > 0:
             raise UserError(f"pretrain: max_time_minutes must be positive, got {self.max_time_minutes}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0 and self.max_time_minutes is None:
@@ -199,29 +208,53 @@ def load_data(cfg: PretrainConfig) -> PretrainData:
 
 
 def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -> torch.nn.Module:
-    """The objective's freshly initialised model at the configured size (seeded)."""
+    """The objective's freshly initialised model at the configured size (seeded), or the `init_from`
+    checkpoint, checked against the packed data's tokenizer."""
     import transformers
 
     from mlm.modeling import build_config, check_tokenizer_matches
 
     transformers.set_seed(cfg.seed)
     tok = data.tokenizer
-    model_config = build_config(
-        cfg.preset,
-        vocab_size=len(tok),
-        max_seq_length=data.seq_len,
-        pad_token_id=tok.pad_token_id,
-        overrides=cfg.model_overrides,
-        attn_implementation=cfg.attn_implementation,
-        pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
-        architecture=cfg.architecture,
-    )
-    if model_config.model_type == "modernbert":  # ModernBertConfig names its special tokens too
-        model_config.cls_token_id = model_config.bos_token_id = tok.cls_token_id
-        model_config.sep_token_id = model_config.eos_token_id = tok.sep_token_id
-    model = objective.build_model(model_config)
-    check_tokenizer_matches(model.config, tok, where=f"{data.tokenizer_dir} vs model preset {cfg.preset}")
+    if cfg.init_from:
+        _check_same_tokenizer(cfg.init_from, data)
+        model = objective.from_pretrained(cfg.init_from)
+    else:
+        model_config = build_config(
+            cfg.preset,
+            vocab_size=len(tok),
+            max_seq_length=data.seq_len,
+            pad_token_id=tok.pad_token_id,
+            overrides=cfg.model_overrides,
+            attn_implementation=cfg.attn_implementation,
+            pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
+            architecture=cfg.architecture,
+        )
+        if model_config.model_type == "modernbert":  # ModernBertConfig names its special tokens too
+            model_config.cls_token_id = model_config.bos_token_id = tok.cls_token_id
+            model_config.sep_token_id = model_config.eos_token_id = tok.sep_token_id
+        model = objective.build_model(model_config)
+    where = cfg.init_from or f"model preset {cfg.preset}"
+    check_tokenizer_matches(model.config, tok, where=f"{data.tokenizer_dir} vs {where}")
+    if data.seq_len > model.config.max_position_embeddings:
+        raise UserError(f"max_seq_length {data.seq_len} of {cfg.data_dir} is larger than the model allows "
+                        f"({model.config.max_position_embeddings} positions of {where})")  # fmt: skip
     return model
+
+
+def _check_same_tokenizer(init_from: str, data: PretrainData) -> None:
+    """The packed data must be tokenized with the starting checkpoint's own tokenizer."""
+    from transformers import AutoTokenizer
+
+    try:
+        own = AutoTokenizer.from_pretrained(init_from)
+    except (OSError, ValueError) as e:
+        raise UserError(f"init_from: no tokenizer in {init_from}: {str(e).splitlines()[0]}") from None
+    if own.get_vocab() != data.tokenizer.get_vocab():
+        raise UserError(
+            f"init_from: the packed data was made with the tokenizer {data.tokenizer_dir}, not with the tokenizer "
+            f"of {init_from}; pack the corpus with `--tokenizer_dir {init_from}`"
+        )
 
 
 def eval_set(cfg: PretrainConfig, objective: Objective, data: PretrainData) -> FixedEvalSet | None:
@@ -388,7 +421,8 @@ def run_record(run: PretrainRun, steps: int, eval_metrics: dict, wall_s: float) 
         ),
         model=ModelFacts(
             architecture=mc.model_type,
-            preset=cfg.preset,
+            init_from=_public_name(cfg.init_from),
+            preset=None if cfg.init_from else cfg.preset,
             num_hidden_layers=mc.num_hidden_layers,
             hidden_size=mc.hidden_size,
             num_attention_heads=mc.num_attention_heads,
@@ -424,6 +458,13 @@ def _corpus_facts(cfg: PretrainConfig, pack_meta: dict) -> CorpusFacts:
         tokens=sum(tokens.values()) if isinstance(tokens, dict) else tokens,
         fingerprint=prep_meta.get("inputs", {}).get("fingerprint"),
     )
+
+
+def _public_name(ref: str | None) -> str | None:
+    """A Hub id as given, a local folder by its name only (no local paths in records)."""
+    if not ref:
+        return None
+    return ref if not Path(ref).exists() else Path(ref).resolve().name
 
 
 def _step_meta(folder: Path) -> dict:

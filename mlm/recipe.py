@@ -104,6 +104,8 @@ def plan_recipe(run: RunConfig) -> Plan:
     default("tokenizer", "data_dir", sections.get("prepare", {}).get("output_dir"))
     default("tokenizer", "output_dir", str(out / "tokenizer"))
     default("pack", "data_dir", sections.get("prepare", {}).get("output_dir"))
+    if "tokenizer" not in sections:  # continued pretraining: pack with the starting checkpoint's tokenizer
+        default("pack", "tokenizer_dir", sections.get("pretrain", {}).get("init_from"))
     default("pack", "tokenizer_dir", sections.get("tokenizer", {}).get("output_dir"))
     default("pack", "output_dir", str(out / "packed"))
     default("pretrain", "data_dir", sections.get("pack", {}).get("output_dir"))

@@ -51,6 +51,12 @@ class Objective:
         """The freshly initialised model that pretraining trains."""
         raise NotImplementedError
 
+    def from_pretrained(self, name: str) -> PreTrainedModel:
+        """The model to continue pretraining from checkpoint `name` (`init_from`)."""
+        raise UserError(
+            f"objective '{self.name}' cannot start from a checkpoint (init_from); use objective: mlm"
+        )
+
     def collator(self, seed: int | None) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
         """Turns packed items (input_ids, word_start, sample_id) into a batch; draws from torch's global RNG
         when `seed` is None (pretraining seeds each batch from its draw ids), from its own seed otherwise."""

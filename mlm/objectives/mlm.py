@@ -72,6 +72,11 @@ class MaskedLanguageModelling(Objective):
 
         return build_model(model_config, masked_only_head=self.cfg.masked_only_head)
 
+    def from_pretrained(self, name: str) -> PreTrainedModel:
+        from mlm.modeling import load_masked_lm
+
+        return load_masked_lm(name, masked_only_head=self.cfg.masked_only_head)
+
     def collator(self, seed: int | None) -> MaskingCollator:
         return masking_collator(self.cfg, self.tokenizer, seed)
 
