@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,13 @@ class MaskingConfig:
             "help": "Mask whole words (all their pieces together); needs the packed `word_start` column."
         },
     )
+    mask_span_mean: float = field(
+        default=1.0,
+        metadata={
+            "help": "mean length of the masked spans (geometric lengths, at most 10 tokens, or words with "
+            "whole_word_mask); 1 = single tokens (or words)"
+        },
+    )
     fixed_count_masking: bool = field(
         default=False,
         metadata={
@@ -58,10 +66,30 @@ class MaskingConfig:
                 f"mask_replace_prob + random_replace_prob must be <= 1, got "
                 f"{self.mask_replace_prob} + {self.random_replace_prob}"
             )
+        if not 1.0 <= self.mask_span_mean <= MAX_SPAN:
+            raise UserError(f"mask_span_mean must be between 1 and {MAX_SPAN}, got {self.mask_span_mean}")
+        if self.mask_span_mean > 1 and self.fixed_count_masking:
+            raise UserError("fixed_count_masking works with single-token masking only; set mask_span_mean: 1")
         if self.whole_word_mask and self.fixed_count_masking:
             raise UserError(
                 "fixed_count_masking works with token masking only; turn off whole_word_mask or it"
             )
+
+
+MAX_SPAN = 10
+
+
+def span_mask(shape: torch.Size, rate: float, mean: float, g: torch.Generator | None) -> torch.Tensor:
+    """(batch, L) bool: spans of geometric length (mean `mean`, at most MAX_SPAN) starting at each slot with
+    probability -ln(1 - rate) / mean, so that about `rate` of the slots are covered, overlaps counted."""
+    starts = torch.rand(shape, generator=g) < -math.log1p(-rate) / mean
+    u = torch.rand(shape, generator=g).clamp_(min=1e-12)
+    lengths = (torch.log(u) / math.log(1 - 1 / mean)).floor().long().add_(1).clamp_(max=MAX_SPAN)
+    ends = (torch.arange(shape[1]) + lengths).clamp_(max=shape[1])
+    edges = torch.zeros(shape[0], shape[1] + 1, dtype=torch.long)
+    edges[:, :-1] += starts.long()
+    edges.scatter_add_(1, ends, -starts.long())
+    return edges[:, :-1].cumsum(1) > 0
 
 
 def _stack(rows: Sequence[Any], pad_value: int) -> torch.Tensor:
@@ -128,6 +156,13 @@ class MaskingCollator:
                 self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
         return self.generator
 
+    def _draw(self, shape: torch.Size, g: torch.Generator | None) -> torch.Tensor:
+        """Which slots (tokens, or word slots) to mask: independently, or in spans."""
+        cfg = self.cfg
+        if cfg.mask_span_mean > 1:
+            return span_mask(shape, cfg.mlm_probability, cfg.mask_span_mean, g)
+        return torch.rand(shape, generator=g) < cfg.mlm_probability
+
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         cfg, g = self.cfg, self._rng()
         input_ids = _stack([e["input_ids"] for e in examples], self.pad_token_id)
@@ -150,8 +185,8 @@ class MaskingCollator:
                 )
             word_start = _stack([e["word_start"] for e in examples], 0)
             word_id = (word_start.cumsum(1) - 1).clamp_(min=0)  # index of the word each token belongs to
-            word_draw = torch.rand(shape, generator=g)  # one draw per word slot (a row has at most L words)
-            masked = (word_draw.gather(1, word_id) < cfg.mlm_probability) & eligible
+            words = self._draw(shape, g)  # one draw per word slot (a row has at most L words)
+            masked = words.gather(1, word_id) & eligible
         elif cfg.fixed_count_masking:
             n_eligible = eligible.sum(1)
             nonempty = n_eligible[n_eligible > 0]
@@ -168,7 +203,7 @@ class MaskingCollator:
             positions = torch.full((shape[0], slots), shape[1], dtype=torch.long)
             positions[:, :k] = picked.masked_fill(~eligible.gather(1, picked), shape[1])
         else:
-            masked = (torch.rand(shape, generator=g) < cfg.mlm_probability) & eligible
+            masked = self._draw(shape, g) & eligible
 
         labels = torch.where(masked, input_ids, -100)
         how = torch.rand(shape, generator=g)

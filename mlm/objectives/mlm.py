@@ -56,7 +56,8 @@ def masking_text(masking: MaskingConfig) -> str:
         f"{masking.mask_replace_prob:.0%} [MASK] / {masking.random_replace_prob:.0%} random / {kept:.0%} kept"
     )
     fixed = ", the same count in every sequence" if masking.fixed_count_masking else ""
-    return f"{rate} ({split}){fixed}"
+    spans = f", in spans of {masking.mask_span_mean:g} on average" if masking.mask_span_mean > 1 else ""
+    return f"{rate}{spans} ({split}){fixed}"
 
 
 @register
