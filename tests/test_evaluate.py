@@ -342,3 +342,17 @@ def test_incomplete_checkpoints_are_not_scored(pretrain_run, tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])  # cut off while saving
     main, others = resolve_models(str(run))
     assert main.name == "final" and others == []
+
+
+def test_suite_takes_hub_and_builtin_specs(tmp_path):
+    from mlm.evaluate import load_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\ntasks:\n  demo:\n    train: builtin:pydocs@train\n    test: hf:someone/data@test\n"
+    )
+    task = load_suite(suite).tasks[0]
+    assert (
+        task.files["train"].path == "builtin:pydocs@train"
+        and task.files["test"].path == "hf:someone/data@test"
+    )
