@@ -51,7 +51,8 @@ def prepare_task_data(task: Task, folder: Path) -> TaskData:
 
 
 def _file_key(opts: FileOptions) -> dict[str, Any]:
-    return {**dataclasses.asdict(opts), "file": file_fingerprint(opts.path)}
+    named = opts.path.startswith(("hf:", "builtin:"))  # a Hub dataset or built-in task: known by its name
+    return {**dataclasses.asdict(opts), "file": {"spec": opts.path} if named else file_fingerprint(opts.path)}
 
 
 def _read_splits(task: Task) -> tuple[dict[str, Any], list[str]]:
