@@ -36,6 +36,13 @@ class MaskingConfig:
             "help": "Mask whole words (all their pieces together); needs the packed `word_start` column."
         },
     )
+    mlm_probability_final: float | None = field(
+        default=None,
+        metadata={
+            "help": "mask rate at the end of training, reached linearly from mlm_probability (e.g. 0.3 -> "
+            "0.15); needs batches made in the training process (dataloader_num_workers: 0, the CPU default)"
+        },
+    )
     mask_span_mean: float = field(
         default=1.0,
         metadata={
@@ -65,6 +72,13 @@ class MaskingConfig:
             raise UserError(
                 f"mask_replace_prob + random_replace_prob must be <= 1, got "
                 f"{self.mask_replace_prob} + {self.random_replace_prob}"
+            )
+        final = self.mlm_probability_final
+        if final is not None and not 0.0 < final < 1.0:
+            raise UserError(f"mlm_probability_final must be between 0 and 1 (exclusive), got {final}")
+        if final is not None and self.fixed_count_masking:
+            raise UserError(
+                "fixed_count_masking keeps one mask count (static shapes); unset mlm_probability_final"
             )
         if not 1.0 <= self.mask_span_mean <= MAX_SPAN:
             raise UserError(f"mask_span_mean must be between 1 and {MAX_SPAN}, got {self.mask_span_mean}")
@@ -131,6 +145,7 @@ class MaskingCollator:
     ) -> None:
         cfg.validate()
         self.cfg = cfg
+        self.rate = cfg.mlm_probability  # the mask rate now (a schedule may move it during training)
         self.vocab_size = vocab_size
         self.mask_token_id = mask_token_id
         self.pad_token_id = pad_token_id
@@ -160,8 +175,8 @@ class MaskingCollator:
         """Which slots (tokens, or word slots) to mask: independently, or in spans."""
         cfg = self.cfg
         if cfg.mask_span_mean > 1:
-            return span_mask(shape, cfg.mlm_probability, cfg.mask_span_mean, g)
-        return torch.rand(shape, generator=g) < cfg.mlm_probability
+            return span_mask(shape, self.rate, cfg.mask_span_mean, g)
+        return torch.rand(shape, generator=g) < self.rate
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         cfg, g = self.cfg, self._rng()
@@ -191,7 +206,7 @@ class MaskingCollator:
             n_eligible = eligible.sum(1)
             nonempty = n_eligible[n_eligible > 0]
             n_min = int(nonempty.min()) if len(nonempty) else 0
-            k = max(1, round(cfg.mlm_probability * n_min)) if n_min else 0
+            k = max(1, round(self.rate * n_min)) if n_min else 0
             scores = torch.rand(shape, generator=g).masked_fill_(~eligible, -1.0)
             picked = scores.topk(k, dim=1).indices.sort(dim=1).values
             masked = torch.zeros(shape, dtype=torch.bool)

@@ -41,6 +41,7 @@ from mlm.run_record import (
 from mlm.streaming import PackedStream, SeededMasking
 from mlm.trainer import (
     ExactResumeCallback,
+    MaskRateSchedule,
     PretrainTrainer,
     RunRecordCallback,
     TimeBudget,
@@ -288,18 +289,24 @@ def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: Pretra
         from mlm.modeling import reuse_freed_memory
 
         reuse_freed_memory(True)  # process-wide: the step's large tensors are reused, not re-faulted
+    train_collator = objective.collator(None)
     trainer = PretrainTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=evaluation,
-        data_collator=TrainEvalCollator(SeededMasking(objective.collator(None), cfg.seed)),
+        data_collator=TrainEvalCollator(SeededMasking(train_collator, cfg.seed)),
         processing_class=data.tokenizer,
         compute_metrics=objective.compute_metrics,
         preprocess_logits_for_metrics=objective.preprocess_logits_for_metrics,
     )
     run = PretrainRun(cfg, data, objective, trainer, resume_from, global_batch)
     _add_callbacks(run, keep=None if cfg.keep_checkpoints else cfg.save_total_limit, data_start=data_start)
+    if cfg.mlm_probability_final is not None:
+        if not hasattr(train_collator, "rate") or args.dataloader_num_workers > 0:
+            raise UserError("pretrain: mlm_probability_final needs a masking objective and batches made in "
+                            "the training process (dataloader_num_workers: 0)")  # fmt: skip
+        trainer.add_callback(MaskRateSchedule(train_collator, cfg.mlm_probability, cfg.mlm_probability_final))
     return run
 
 

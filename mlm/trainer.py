@@ -190,3 +190,22 @@ class RunRecordCallback(TrainerCallback):
             return
         last_eval = next((h for h in reversed(state.log_history) if "eval_loss" in h), {})
         self.record_at(state.global_step, last_eval, time.perf_counter() - self.started).save(folder)
+
+
+class MaskRateSchedule(TrainerCallback):
+    """Moves the masking collator's rate linearly from `start` at step 0 to `final` at the last step
+    (`mlm_probability_final`). The rate depends only on the step, so a resumed run masks as an uninterrupted
+    one; the collator must run in this process (no dataloader workers)."""
+
+    def __init__(self, collator, start: float, final: float) -> None:
+        self.collator, self.start, self.final = collator, start, final
+
+    def _set(self, state) -> None:
+        progress = min(1.0, state.global_step / max(1, state.max_steps))
+        self.collator.rate = self.start + (self.final - self.start) * progress
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._set(state)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._set(state)

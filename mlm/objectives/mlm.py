@@ -50,7 +50,10 @@ def masking_collator(cfg: Any, tokenizer: Any, seed: int | None) -> MaskingColla
 
 def masking_text(masking: MaskingConfig) -> str:
     """How the masking is described on the model card."""
-    rate = f"{masking.mlm_probability:.0%} of " + ("whole words" if masking.whole_word_mask else "tokens")
+    rate = f"{masking.mlm_probability:.0%}"
+    if masking.mlm_probability_final is not None:
+        rate += f" falling to {masking.mlm_probability_final:.0%}"
+    rate += " of " + ("whole words" if masking.whole_word_mask else "tokens")
     kept = 1 - masking.mask_replace_prob - masking.random_replace_prob
     split = (
         f"{masking.mask_replace_prob:.0%} [MASK] / {masking.random_replace_prob:.0%} random / {kept:.0%} kept"
