@@ -68,6 +68,9 @@ class TimeBudget(TrainerCallback):
         left = self.started + self.budget_s - now
         if left < per_step:  # the next step would end after the deadline: stop at the next step
             state.max_steps = min(state.max_steps, state.global_step + 1)
+            if self.total != state.max_steps:  # the schedule ends (LR reaches zero) at the last step
+                self.total = state.max_steps
+                self._set_schedule(self.total)
             if left <= 0:
                 state.max_steps = state.global_step
                 control.should_training_stop = True
