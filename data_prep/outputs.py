@@ -210,9 +210,13 @@ def _remove_stale(path: Path, stale: LockOwner) -> None:
 def acquire_lock(folder: str | os.PathLike) -> LockOwner:
     """Take the lock of `folder` (a UserError when a live run holds it); return this process as its owner."""
     path, me = lock_path(folder), _me()
-    path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(5):
-        if _create_lock(path, me):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            created = _create_lock(path, me)
+        except OSError as e:  # the lock is the first write: name the folder, not the lock's file
+            raise OSError(e.errno, e.strerror, str(path.parent)) from e
+        if created:
             return me
         owner = read_lock(path)
         if owner is not None and is_alive(owner):
