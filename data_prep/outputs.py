@@ -47,6 +47,7 @@ _IGNORED = frozenset({".DS_Store"})
 _LEFTOVER = re.compile(r"^\.(.+)\.(?:tmp|old|deleting)-[^/]*$")
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 _RECOGNISED_ERRNOS = (*_WRITE_ERRNOS, errno.EACCES, errno.EPERM, errno.EIO)
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 _TORCH_WRITE_FAILED = ("file write failed", "unexpected pos")
 
 
@@ -182,7 +183,9 @@ def _create_lock(path: Path, owner: LockOwner) -> bool:
         return True
     except FileExistsError:
         return False
-    except OSError:  # a file system without hard links
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -260,14 +263,12 @@ def _size(path: Path) -> int:
 
 
 def leftovers(folder: str | os.PathLike, inside: bool = False) -> list[Path]:
-    """What killed runs of `folder`'s step left: `.NAME.tmp-*`, `.NAME.old-*`, `.NAME.deleting-*` (and lock
-    scraps) beside it; with `inside`, the same kinds of hidden entries in the folder itself."""
+    """What killed runs of `folder`'s step left: `.NAME.tmp-*`, `.NAME.old-*`, `.NAME.deleting-*` beside it;
+    with `inside`, the same kinds of hidden entries in the folder itself."""
     folder = _resolve(folder)
     found = []
     if folder.parent.is_dir():
-        kinds = (*LEFTOVER_KINDS, "lock.")
-        found += [p for k in kinds for p in folder.parent.glob(f".{glob_escape(folder.name)}.{k}*")]
-        found = [p for p in found if p != lock_path(folder)]
+        found += [p for k in LEFTOVER_KINDS for p in folder.parent.glob(f".{glob_escape(folder.name)}.{k}-*")]
     if inside and folder.is_dir():
         found += [p for p in folder.iterdir() if _LEFTOVER.match(p.name)]
     return sorted(set(found))
