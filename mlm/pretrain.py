@@ -14,8 +14,15 @@ from typing import Any
 import torch
 
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir, read_json, write_json
-from mlm.checkpoints import resolve_resume, resumed_step, stream_start
+from data_prep.io import read_json, write_json
+from data_prep.outputs import as_os_error, check_output, output_folder
+from mlm.checkpoints import (
+    checkpoint_step,
+    remove_unfinished,
+    resolve_resume,
+    resumed_step,
+    stream_start,
+)
 from mlm.data import BlockDataset, FixedEvalSet, load_packed, packed_stats
 from mlm.distributed import destroy_process_group_at_exit
 from mlm.masking import MaskingConfig
@@ -179,12 +186,42 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain an encoder on packed blocks; returns the final metrics (also in output_dir/metrics.json)."""
     cfg.validate()
     data = load_data(cfg)
-    objective = get_objective(cfg.objective)(cfg, data.tokenizer)
-    model = build_model(cfg, objective, data)
-    run = build_trainer(cfg, objective, model, data)
-    started = time.perf_counter()
-    train_out = run.trainer.train(resume_from_checkpoint=run.resume_from)
-    return save_outputs(run, train_out, time.perf_counter() - started)
+    inputs = _inputs(cfg, data)
+    check_output(Path(cfg.output_dir) / FINAL_DIR, PRETRAIN_STEP, inputs)
+    with output_folder(
+        cfg.output_dir, PRETRAIN_STEP, inputs, in_place=True, own=_only_checkpoints, config=asdict(cfg)
+    ):
+        objective = get_objective(cfg.objective)(cfg, data.tokenizer)
+        model = build_model(cfg, objective, data)
+        run = build_trainer(cfg, objective, model, data)
+        started = time.perf_counter()
+        train_out = train(run)
+        return save_outputs(run, train_out, time.perf_counter() - started)
+
+
+def _inputs(cfg: PretrainConfig, data: PretrainData) -> dict[str, str]:
+    return {"data_dir": cfg.data_dir, "tokenizer_dir": data.tokenizer_dir}
+
+
+def _only_checkpoints(folder: Path) -> bool:
+    """A run folder of a version that wrote no record until the end, killed before it: checkpoints only."""
+    visible = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return bool(visible) and all(checkpoint_step(p) is not None and p.is_dir() for p in visible)
+
+
+def train(run: PretrainRun) -> Any:
+    """`trainer.train`, resuming where the run says. On failure the checkpoints this run left unfinished are
+    removed (the last complete one stays), and a disk-full or read-only error that torch or safetensors
+    reported as another exception is raised as the OSError it is."""
+    try:
+        return run.trainer.train(resume_from_checkpoint=run.resume_from)
+    except BaseException as e:
+        if run.trainer.is_world_process_zero():
+            remove_unfinished(run.cfg.output_dir, after=resumed_step(run.resume_from))
+        err = as_os_error(e, run.cfg.output_dir)
+        if err is None or err is e:
+            raise
+        raise err from e
 
 
 def load_data(cfg: PretrainConfig) -> PretrainData:
@@ -369,7 +406,7 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
     if not trainer.is_world_process_zero():
         return metrics
     record = run_record(run, trainer.state.global_step, final_eval, wall)
-    with atomic_output_dir(out / FINAL_DIR) as tmp:
+    with output_folder(out / FINAL_DIR, PRETRAIN_STEP, _inputs(cfg, run.data), main=True) as tmp:
         if gathered:
             for f in staging.iterdir():
                 os.replace(f, tmp / f.name)

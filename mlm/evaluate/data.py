@@ -14,7 +14,7 @@ from typing import Any
 
 from data_prep import cache
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir
+from data_prep.outputs import output_folder
 from data_prep.steps import file_fingerprint
 from mlm.evaluate.suite import SPLITS, FileOptions, Task
 
@@ -44,7 +44,10 @@ def prepare_task_data(task: Task, folder: Path) -> TaskData:
     splits, label_map = _read_splits(task)
     rows = {s: len(d) for s, d in splits.items()}
     dd = datasets.DatasetDict({("validation" if s == "dev" else s): d for s, d in splits.items()})
-    with atomic_output_dir(folder) as tmp:
+    paths = {"data": [o.path for o in task.files.values()]}
+    with output_folder(
+        folder, "evaluate", paths, own=lambda p: (p / DATA_RECORD).is_file(), main=True
+    ) as tmp:
         dd.save_to_disk(str(tmp))
         cache.store(tmp / DATA_RECORD, key, rows=rows, labels=label_map)
     return TaskData(folder, key, rows)
