@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir, write_json
+from data_prep.io import write_json
+from data_prep.outputs import output_folder
 from data_prep.progress import bar
 from data_prep.sources import corpus_options, iter_corpus
 from data_prep.steps import folder_fingerprint, write_step_metadata
@@ -301,6 +302,15 @@ def _counted(batches: Iterator[list[str]], seen: dict, progress) -> Iterator[lis
         yield batch
 
 
+def _train(cfg: TokenizerConfig, seen: dict):  # -> tokenizers.Tokenizer
+    """The trained backend tokenizer, with a progress bar of the text read (`seen` counts it)."""
+    tok, trainer = build_untrained(cfg)
+    with bar(total=_expected_bytes(cfg), desc="train-tokenizer", unit="B", unit_scale=True) as progress:
+        tok.train_from_iterator(_counted(_training_texts(cfg, seen), seen, progress), trainer=trainer)
+        progress.update(max(0, (progress.total or 0) - progress.n))  # all read
+    return tok
+
+
 def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenizerFast
     """Train the tokenizer on the data, write `cfg.output_dir`, and return it wrapped for transformers."""
     cfg.validate()
@@ -311,29 +321,26 @@ def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenize
             else "is not a prepared folder (no dataset_dict.json)"
         )
         raise UserError(f"tokenizer: data_dir {cfg.data_dir} {what}; run `mlm prepare` first")
-    start = time.time()
-    tok, trainer = build_untrained(cfg)
-    seen = {"bytes": 0, "documents": 0}
-    with bar(total=_expected_bytes(cfg), desc="train-tokenizer", unit="B", unit_scale=True) as progress:
-        tok.train_from_iterator(_counted(_training_texts(cfg, seen), seen, progress), trainer=trainer)
-        progress.update(max(0, (progress.total or 0) - progress.n))  # all read
-    source = cfg.data_dir or ", ".join(cfg.corpus)
-    if seen["documents"] == 0:
-        raise UserError(f"tokenizer: {source} has no text to train on")
-    trained_size = tok.get_vocab_size(with_added_tokens=True)
-    hf_tok = finish_tokenizer(tok, cfg)
-    stats = {
-        "kind": cfg.kind,
-        "vocab_size_requested": cfg.vocab_size,
-        "vocab_size_rounded": cfg.rounded_vocab_size,
-        "vocab_size_trained": trained_size,
-        "vocab_size": len(hf_tok),
-        "unused_tokens": len(hf_tok) - trained_size,
-        "train_documents": seen["documents"],
-        "train_bytes": seen["bytes"],
-        "seconds": round(time.time() - start, 2),
-    }
-    with atomic_output_dir(cfg.output_dir) as tmp:
+    with output_folder(cfg.output_dir, STEP, {"data_dir": cfg.data_dir, "corpus": cfg.corpus}) as tmp:
+        start = time.time()
+        seen = {"bytes": 0, "documents": 0}
+        tok = _train(cfg, seen)
+        source = cfg.data_dir or ", ".join(cfg.corpus)
+        if seen["documents"] == 0:
+            raise UserError(f"tokenizer: {source} has no text to train on")
+        trained_size = tok.get_vocab_size(with_added_tokens=True)
+        hf_tok = finish_tokenizer(tok, cfg)
+        stats = {
+            "kind": cfg.kind,
+            "vocab_size_requested": cfg.vocab_size,
+            "vocab_size_rounded": cfg.rounded_vocab_size,
+            "vocab_size_trained": trained_size,
+            "vocab_size": len(hf_tok),
+            "unused_tokens": len(hf_tok) - trained_size,
+            "train_documents": seen["documents"],
+            "train_bytes": seen["bytes"],
+            "seconds": round(time.time() - start, 2),
+        }
         save_tokenizer(hf_tok, tmp)
         write_json(tmp / "stats.json", stats)
         inputs = {"data_dir": folder_fingerprint(cfg.data_dir)} if cfg.data_dir else {"corpus": cfg.corpus}
