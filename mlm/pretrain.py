@@ -419,7 +419,8 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
         else:
             run.objective.export(trainer, tmp)
         record.save(tmp)
-        portable_tokenizer_config(tmp, model_max_length=run.data.seq_len)
+        for folder in [tmp, *(d for d in tmp.iterdir() if (d / "tokenizer_config.json").is_file())]:
+            portable_tokenizer_config(folder, model_max_length=run.data.seq_len)  # and generator/
         match_file_modes(tmp)  # the weights as readable as the other files
         _write_card(tmp, record)
         _write_step_metadata(tmp, cfg, run.data.tokenizer_dir)

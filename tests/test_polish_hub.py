@@ -49,6 +49,10 @@ def test_push_sends_what_a_model_repo_needs_and_no_local_path(
         (folder / name).write_text("{}\n")
     (folder / "checkpoint-2").mkdir()
     (folder / "checkpoint-2" / "config.json").write_text("{}")
+    (folder / "generator").mkdir()  # a model beside the model (ELECTRA's generator): pushed with it
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(folder / name, folder / "generator" / name)
+    (folder / "generator" / "notes.txt").write_text("x")
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "README.md"}
     env = {**hub.client_env(tmp_path / "home", token=TOKEN), "HF_HUB_DISABLE_PROGRESS_BARS": "0"}
     r = run(["push", folder, "tester/files"], env)
@@ -70,9 +74,12 @@ def test_push_sends_what_a_model_repo_needs_and_no_local_path(
         "run_info.json",
         "mlm_step.json",
         "training_args.bin",
+        "generator/config.json",
+        "generator/model.safetensors",
+        "generator/tokenizer.json",
     }
     assert (
-        "not pushed (not part of a model repo): checkpoint-2/, log_history.json, metrics.json, predictions.jsonl"
+        "not pushed (not part of a model repo): checkpoint-2/, generator/notes.txt, log_history.json, metrics.json, predictions.jsonl"
         in r.stderr
     )
     pushed = json.loads(files["mlm_step.json"])

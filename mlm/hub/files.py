@@ -74,22 +74,24 @@ def files_to_upload(folder: Path, ignore: list[str]) -> list[Path]:
 
 def model_files(folder: Path, exclude: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """(files to push, what is left out) of `folder`, by relative name: the top-level files a model repo needs
-    (`MODEL_FILES`; for a Trainer checkpoint also `RESUME_FILES`) less `exclude`; hidden and temporary files
-    are neither. Left-out subfolders are named once, with a slash."""
+    (`MODEL_FILES`; for a Trainer checkpoint also `RESUME_FILES`) less `exclude`, and the model files of a
+    model kept beside it in a subfolder (ELECTRA's `generator/`: it has a config.json; checkpoints are not
+    such models); hidden and temporary files are neither. Left-out subfolders are named once, with a slash."""
     wanted = MODEL_FILES + (RESUME_FILES if (folder / "trainer_state.json").is_file() else [])
+    beside = {d.name for d in folder.iterdir() if d.is_dir() and (d / "config.json").is_file()
+              and not d.name.startswith(("checkpoint-", ".")) and d.name != LAST_CHECKPOINT}  # fmt: skip
     pushed: list[str] = []
     left: list[str] = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if (
-            not path.is_file()
-            or any(p.startswith(".") for p in rel.split("/"))
-            or matches(rel, ["*.tmp", "*.tmp-*"])
-        ):
+        parts = rel.split("/")
+        if not path.is_file() or any(p.startswith(".") for p in parts) or matches(rel, ["*.tmp", "*.tmp-*"]):
             continue
-        if "/" not in rel and matches(rel, wanted) and not matches(rel, list(exclude)):
+        model_file = (len(parts) == 1 and matches(rel, wanted)) or (
+            len(parts) == 2 and parts[0] in beside and matches(parts[1], MODEL_FILES))  # fmt: skip
+        if model_file and not matches(rel, list(exclude)):
             pushed.append(rel)
-        elif (top := rel.split("/")[0] + ("/" if "/" in rel else "")) not in left:
+        elif (top := rel if parts[0] in beside else parts[0] + ("/" if len(parts) > 1 else "")) not in left:
             left.append(top)
     return pushed, left
 

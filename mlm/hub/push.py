@@ -101,7 +101,11 @@ def push(cfg: PushConfig) -> str:
 
 def upload_plan(folder: Path, names: list[str]) -> dict[str, Path | bytes]:
     """Repo path -> what to upload: the local file, or for the run and step records their public copy."""
-    return {n: public_json(folder, n) if n in (RUN_RECORD, STEP_RECORD) else folder / n for n in names}
+    public = (RUN_RECORD, STEP_RECORD)
+    return {
+        n: public_json((folder / n).parent, Path(n).name) if Path(n).name in public else folder / n
+        for n in names
+    }
 
 
 def check_can_push(repo_id: str, token: str | None = None) -> None:
