@@ -120,6 +120,7 @@ def test_finetune_pushes_the_classifier_with_its_card(hub: HubServer, checkpoint
     r = run(args, hub.client_env(tmp_path / "home", token=TOKEN))
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"pushed cls to {hub.url}/tester/sentiment (commit" in r.stderr
+    assert "LOAD REPORT" not in r.stdout + r.stderr and "{'loss'" not in r.stdout + r.stderr  # no --verbose
     assert hub.repos["tester/sentiment"].private
     files = hub.files("tester/sentiment")
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "run_info.json"} <= set(files)
