@@ -291,7 +291,7 @@ def _run_finetune(cfg, plan, results):
     out: dict[str, Any] = {"pretrained": finetune(cfg)}
     if report_cfg.compare_from_scratch:
         scratch = dataclasses.replace(
-            cfg, from_scratch=True, output_dir=str(Path(cfg.output_dir).parent / "scratch")
+            cfg, from_scratch=True, output_dir=str(Path(cfg.output_dir).parent / "scratch"), push_to_hub=False
         )
         out["scratch"] = finetune(scratch)
     if report_cfg.tfidf_baseline and cfg.problem_type == "single_label_classification":

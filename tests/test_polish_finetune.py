@@ -230,3 +230,28 @@ def test_push_to_hub_fails_before_any_work_when_offline(
     with pytest.raises(UserError, match="cannot push to me/cls: HF_HUB_OFFLINE=1 is set"):
         finetune(config(checkpoint, out, files, push_to_hub=True, hub_model_id="me/cls"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "t.csv"]  # no output folder
+
+
+def test_a_recipe_pushes_only_the_pretrained_classifier_not_its_scratch_baseline(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import mlm.finetune
+    from mlm.recipe import RunConfig, run_recipe
+
+    ran: list[FinetuneConfig] = []
+
+    def fake_finetune(cfg: FinetuneConfig) -> dict:
+        Path(cfg.output_dir).mkdir(parents=True)
+        ran.append(cfg)
+        return {}
+
+    monkeypatch.setattr(mlm.finetune, "finetune", fake_finetune)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+output_dir: {tmp_path / "runs"}
+finetune: {{model: m, train_file: t.csv, push_to_hub: true, hub_model_id: me/cls, label_names: [a, b]}}
+report: {{compare_from_scratch: true, tfidf_baseline: false}}
+""")
+    run_recipe(RunConfig(recipe=str(recipe), steps=["finetune"]), log=lambda message: None)
+    assert [(c.from_scratch, c.push_to_hub) for c in ran] == [(False, True), (True, False)]
+    assert ran[1].label_names == ["a", "b"]
