@@ -177,11 +177,16 @@ class ExactResumeCallback(TrainerCallback):
 
 
 class RunRecordCallback(TrainerCallback):
-    """Writes the run record (run_info.json, for the model card) into every checkpoint as it is saved.
-    `record_at(step, eval_metrics, wall_seconds)` builds it from the newest evaluation."""
+    """Writes the run record (run_info.json, for the model card) into every checkpoint as it is saved, and
+    the step record (`write_config(folder)`: mlm_step.json, the config a resume is checked against).
+    `record_at(step, eval_metrics, wall_seconds)` builds the run record from the newest evaluation."""
 
-    def __init__(self, record_at: Callable[[int, dict, float], RunRecord]) -> None:
-        self.record_at = record_at
+    def __init__(
+        self,
+        record_at: Callable[[int, dict, float], RunRecord],
+        write_config: Callable[[Path], None] | None = None,
+    ) -> None:
+        self.record_at, self.write_config = record_at, write_config
         self.started = time.perf_counter()
 
     def on_save(self, args, state, control, **kwargs):
@@ -190,3 +195,5 @@ class RunRecordCallback(TrainerCallback):
             return
         last_eval = next((h for h in reversed(state.log_history) if "eval_loss" in h), {})
         self.record_at(state.global_step, last_eval, time.perf_counter() - self.started).save(folder)
+        if self.write_config is not None:
+            self.write_config(folder)

@@ -26,8 +26,11 @@ IGNORE_PATTERNS = [
 ]
 # For staging folders (already filtered, may hold checkpoint-N/ for "all_checkpoints").
 STAGING_IGNORE = [".*", "*/.*"]
-# Files of a Trainer checkpoint that only matter to resume training (pushed under last-checkpoint/ only).
-TRAINING_STATE_PATTERNS = ["optimizer*", "scheduler*", "scaler*", "rng_state*", "trainer_state.json"]
+# Files of a Trainer checkpoint that only matter to resume training (pushed under last-checkpoint/ only); a
+# checkpoint's mlm_step.json holds the config a resume is checked against.
+TRAINING_STATE_PATTERNS = [
+    "optimizer*", "scheduler*", "scaler*", "rng_state*", "trainer_state.json", "mlm_step.json",
+]  # fmt: skip
 # Where the full training state of the newest checkpoint goes in the repo (`hub_strategy: checkpoint`).
 LAST_CHECKPOINT = "last-checkpoint"
 _TEXT_SUFFIXES = (
