@@ -15,7 +15,14 @@ import torch
 
 from data_prep.errors import UserError
 from data_prep.io import atomic_output_dir, read_json, write_json
-from mlm.checkpoints import resolve_resume, resumed_step, stream_start
+from mlm.checkpoints import (
+    DATA_KEY,
+    check_resume_config,
+    resolve_resume,
+    resumed_step,
+    start_over,
+    stream_start,
+)
 from mlm.data import BlockDataset, FixedEvalSet, load_packed, packed_stats
 from mlm.distributed import destroy_process_group_at_exit
 from mlm.masking import MaskingConfig
@@ -111,6 +118,10 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
             "resume continues at the next unseen block. Needs max_steps"
         },
     )
+    force: bool = field(
+        default=False,
+        metadata={"help": "start over: delete the checkpoints in output_dir instead of resuming from them"},
+    )
     cpu_reuse_memory: bool = field(
         default=True,
         metadata={"help": "CPU: malloc keeps freed memory for reuse (no page faults every step)"},
@@ -137,6 +148,8 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
                 raise UserError(f"pretrain: {name} must be >= 0, got {getattr(self, name)}")
         if self.max_eval_samples < 1:
             raise UserError(f"pretrain: max_eval_samples must be >= 1, got {self.max_eval_samples}")
+        if self.force and str(self.resume or "auto").lower() not in ("auto", "false", "no", "none"):
+            raise UserError(f"pretrain: force starts over; it cannot be combined with resume ({self.resume})")
 
 
 @dataclass
@@ -183,17 +196,42 @@ def load_data(cfg: PretrainConfig) -> PretrainData:
     tokenizer_dir = cfg.tokenizer_dir or meta.get("config", {}).get("tokenizer_dir")
     if not tokenizer_dir:
         raise UserError(f"pretrain: {cfg.data_dir} does not record its tokenizer; set tokenizer_dir")
-    if not Path(tokenizer_dir).is_dir():
+    tokenizer_dir = str(tokenizer_dir)
+    folder = Path(tokenizer_dir)
+    if not folder.is_dir():
         raise UserError(f"tokenizer folder not found: {tokenizer_dir}")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    packed_vocab = packed_stats(cfg.data_dir).get("vocab_size")
-    if packed_vocab is not None and packed_vocab != len(tokenizer):
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"tokenizer folder {tokenizer_dir} holds no tokenizer (no tokenizer.json)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    except Exception as e:  # a broken folder: transformers and tokenizers raise many types
         raise UserError(
-            f"tokenizer {tokenizer_dir} has {len(tokenizer)} tokens but the packed data {cfg.data_dir} was made "
-            f"with a tokenizer of {packed_vocab} tokens; pass the tokenizer it was packed with"
-        )
+            f"tokenizer {tokenizer_dir} could not be loaded: {str(e).strip().splitlines()[0]}"
+        ) from None
+    check_tokenizer_matches_data(cfg, meta, tokenizer_dir, len(tokenizer))
     seq_len = len(splits["train"][0]["input_ids"])
     return PretrainData(splits, meta, tokenizer, str(tokenizer_dir), seq_len)
+
+
+def check_tokenizer_matches_data(cfg: PretrainConfig, meta: dict, tokenizer_dir: str, size: int) -> None:
+    """The tokenizer is the one the packed data was made with: the same size, and the same vocabulary,
+    normaliser and pre-tokenizer (the fingerprint `pack` recorded, when it did)."""
+    from data_prep.tokenizer import tokenizer_fingerprint
+
+    packed_vocab = packed_stats(cfg.data_dir).get("vocab_size")
+    if packed_vocab is not None and packed_vocab != size:
+        raise UserError(
+            f"tokenizer {tokenizer_dir} has {size} tokens but the packed data {cfg.data_dir} was made "
+            f"with a tokenizer of {packed_vocab} tokens; pass the tokenizer it was packed with"
+        )
+    recorded = meta.get("inputs", {}).get("tokenizer_fingerprint")
+    found = tokenizer_fingerprint(tokenizer_dir)
+    if recorded and found and recorded != found:
+        packed_with = meta.get("config", {}).get("tokenizer_dir") or "another tokenizer"
+        raise UserError(
+            f"tokenizer {tokenizer_dir} is not the one the packed data {cfg.data_dir} was made with "
+            f"({packed_with}): their vocabularies or normalisers differ; pass that tokenizer, or pack again"
+        )
 
 
 def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -> torch.nn.Module:
@@ -236,9 +274,14 @@ def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: Pretra
     global_batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * args.world_size
     args.save_total_limit = None  # rotation counts complete checkpoints only: ExactResumeCallback does it
     with args.main_process_first(local=False, desc="resolve resume"):
-        resume_from = resolve_resume(cfg.resume, cfg.output_dir, is_main=args.process_index == 0)
+        if cfg.force and args.process_index == 0:
+            start_over(cfg.output_dir)
+        resume = None if cfg.force else cfg.resume
+        resume_from = resolve_resume(resume, cfg.output_dir, is_main=args.process_index == 0)
         if args.process_index == 0:
             shutil.rmtree(Path(cfg.output_dir) / ".final-model", ignore_errors=True)  # a kill while saving
+    if resume_from:
+        check_resume_config(resume_from, step_record(cfg, data.tokenizer_dir), cfg.output_dir)
     data_start = stream_start(resume_from, global_batch) if cfg.streaming else 0
     if cfg.streaming:
         train_set = PackedStream(cfg.data_dir, "train", start=data_start, seed=cfg.seed)
@@ -293,7 +336,12 @@ def _trainer_arguments(cfg: PretrainConfig, evaluate: bool) -> dict[str, Any]:
 def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
     cfg, trainer = run.cfg, run.trainer
     # before the push callback: checkpoints carry run_info.json
-    trainer.add_callback(RunRecordCallback(lambda step, ev, wall: run_record(run, step, ev, wall)))
+    trainer.add_callback(
+        RunRecordCallback(
+            lambda step, ev, wall: run_record(run, step, ev, wall),
+            write_config=lambda folder: _write_step_metadata(folder, cfg, run.data.tokenizer_dir),
+        )
+    )
     if cfg.max_time_minutes:
         trainer.add_callback(TimeBudget(cfg.max_time_minutes * 60, cfg.lr_scheduler_type, cfg.warmup_ratio))
     if cfg.push_to_hub:
@@ -431,15 +479,20 @@ def _write_card(folder: Path, record: RunRecord) -> None:
     write_model_card(folder, record, name=FINAL_DIR)
 
 
+def step_record(cfg: PretrainConfig, tokenizer_dir: str) -> dict[str, Any]:
+    """The config and inputs `mlm_step.json` records (in final/, the output folder and each checkpoint)."""
+    from data_prep.steps import folder_fingerprint
+
+    data = folder_fingerprint(cfg.data_dir)
+    inputs = {"data_dir": data["path"], "tokenizer_dir": tokenizer_dir, DATA_KEY: data.get("mlm_step_sha256")}
+    return {"config": asdict(cfg), "inputs": inputs}
+
+
 def _write_step_metadata(folder: Path, cfg: PretrainConfig, tokenizer_dir: str) -> None:
     from data_prep.steps import write_step_metadata
 
-    write_step_metadata(
-        folder,
-        PRETRAIN_STEP,
-        asdict(cfg),
-        {"data_dir": str(Path(cfg.data_dir).resolve()), "tokenizer_dir": tokenizer_dir},
-    )
+    record = step_record(cfg, tokenizer_dir)
+    write_step_metadata(folder, PRETRAIN_STEP, record["config"], record["inputs"])
 
 
 def load_metrics(output_dir: str | Path) -> dict:
