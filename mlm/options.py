@@ -126,18 +126,25 @@ class TrainerOptions:
                f"logging_steps must be >= 1, got {self.logging_steps}")  # fmt: skip
         _check(self.dataloader_num_workers is None or self.dataloader_num_workers >= 0,
                f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")  # fmt: skip
+        _check(self.num_train_epochs >= 0, f"num_train_epochs must be >= 0, got {self.num_train_epochs}")
         _check_choice("lr_scheduler_type", self.lr_scheduler_type, "SchedulerType")
         if self.optim is not None:
             _check_choice("optim", self.optim, "OptimizerNames")
+        _check_choice("report_to", self.report_to, "report_to")
 
 
 def _check_choice(name: str, value: str, enum_name: str) -> None:
-    """`value` must be a member of the transformers enum `enum_name` (the names TrainingArguments takes)."""
+    """`value` must be one of the names TrainingArguments takes: a member of the transformers enum
+    `enum_name`, or for "report_to" a tracker integration, "all" or "none"."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    enum = {"SchedulerType": SchedulerType, "OptimizerNames": OptimizerNames}[enum_name]
-    valid = [e.value for e in enum]
+    if enum_name == "report_to":
+        valid = ["none", "all", *INTEGRATION_TO_CALLBACK]
+    else:
+        enum = {"SchedulerType": SchedulerType, "OptimizerNames": OptimizerNames}[enum_name]
+        valid = [e.value for e in enum]
     _check(value in valid, f"unknown {name} {value!r}; valid: {', '.join(valid)}")
 
 
