@@ -11,36 +11,54 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from data_prep.errors import CorruptFileError
+from data_prep.errors import CorruptFileError, UserError
 
 
 @contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; rename it to `path` on success, delete it on error."""
-    final = Path(path)
+    """Yield a temporary folder beside `path`; rename it to `path` on success, delete it on error.
+
+    An existing folder at `path` is replaced (callers check first that it may be: `data_prep.outputs`); an
+    existing file, or a path with no name of its own (`.`, `/`), is refused."""
+    final = Path(os.path.expanduser(str(path))).resolve()
+    if final == Path(final.anchor) or (final.exists() and not final.is_dir()):
+        raise UserError(f"output_dir {path} is not a folder this step can write; name a new folder")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
         yield tmp
+        _swap(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
+
+
+def _swap(tmp: Path, final: Path) -> None:
+    """Put `tmp` at `final`; a folder already there is moved aside first, then deleted."""
+    if not final.exists():
         os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    os.replace(final, old)
+    try:
         os.replace(tmp, final)
+    except BaseException:
+        os.replace(old, final)  # the previous output stays
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically (temporary file, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: str | os.PathLike) -> Any:

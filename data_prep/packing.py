@@ -32,7 +32,8 @@ from data_prep.arrow_files import (
     write_split_metadata,
 )
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir, write_json
+from data_prep.io import write_json
+from data_prep.outputs import output_folder
 from data_prep.steps import file_fingerprint, folder_fingerprint, write_step_metadata
 from data_prep.tokenizer import tokenizer_fingerprint
 
@@ -352,7 +353,8 @@ def pack(cfg: PackConfig) -> dict:
     data_dir, tokenizer_dir = str(Path(cfg.data_dir).resolve()), str(Path(cfg.tokenizer_dir).resolve())
     stats: dict = {"max_seq_length": cfg.max_seq_length, "vocab_size": len(tok)}
     per_split: dict[str, dict] = {}
-    with atomic_output_dir(cfg.output_dir) as tmp:
+    paths = {"data_dir": cfg.data_dir, "tokenizer_dir": cfg.tokenizer_dir}
+    with output_folder(cfg.output_dir, STEP, paths) as tmp:
         jobs = []
         for split, ds in data.items():
             n = len(ds)

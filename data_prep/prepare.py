@@ -17,7 +17,8 @@ import numpy as np
 
 from data_prep.arrow_files import iter_record_batches, shard_name, write_dataset_dict, write_split_metadata
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir, write_json
+from data_prep.io import write_json
+from data_prep.outputs import output_folder
 from data_prep.read import corpus_fingerprint, resolve_specs
 from data_prep.sources import corpus_options, iter_corpus
 from data_prep.steps import file_fingerprint, write_step_metadata
@@ -264,7 +265,8 @@ def prepare(cfg: PrepareConfig) -> dict:
     start = time.time()
     sources = resolve_specs(cfg.corpus, cfg.hub_config, cfg.hub_split)
     corpus_name = ", ".join(cfg.corpus)
-    with atomic_output_dir(cfg.output_dir) as tmp:
+    local = [s.name for s in sources if s.kind == "file"]
+    with output_folder(cfg.output_dir, STEP, {"corpus": [*cfg.corpus, *local]}) as tmp:
         scratch = tmp / ".scratch"  # the cleaned corpus before filtering; removed before the rename
         scratch.mkdir()
         cleaned = scratch / "clean.arrow"

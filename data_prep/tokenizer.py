@@ -20,7 +20,8 @@ from pathlib import Path
 
 from data_prep.arrow_files import load_saved
 from data_prep.errors import CorruptFileError, UserError
-from data_prep.io import atomic_output_dir, read_json, write_json
+from data_prep.io import read_json, write_json
+from data_prep.outputs import output_folder
 from data_prep.sources import corpus_options, iter_corpus
 from data_prep.steps import folder_fingerprint, write_step_metadata
 
@@ -262,27 +263,27 @@ def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenize
             else "is not a prepared folder (no dataset_dict.json)"
         )
         raise UserError(f"tokenizer: data_dir {cfg.data_dir} {what}; run `mlm prepare` first")
-    start = time.time()
-    tok, trainer = build_untrained(cfg)
-    seen = {"bytes": 0, "documents": 0}
-    tok.train_from_iterator(_training_texts(cfg, seen), trainer=trainer)
-    source = cfg.data_dir or ", ".join(cfg.corpus)
-    if seen["documents"] == 0:
-        raise UserError(f"tokenizer: {source} has no text to train on")
-    trained_size = tok.get_vocab_size(with_added_tokens=True)
-    hf_tok = finish_tokenizer(tok, cfg)
-    stats = {
-        "kind": cfg.kind,
-        "vocab_size_requested": cfg.vocab_size,
-        "vocab_size_rounded": cfg.rounded_vocab_size,
-        "vocab_size_trained": trained_size,
-        "vocab_size": len(hf_tok),
-        "unused_tokens": len(hf_tok) - trained_size,
-        "train_documents": seen["documents"],
-        "train_bytes": seen["bytes"],
-        "seconds": round(time.time() - start, 2),
-    }
-    with atomic_output_dir(cfg.output_dir) as tmp:
+    with output_folder(cfg.output_dir, STEP, {"data_dir": cfg.data_dir, "corpus": cfg.corpus}) as tmp:
+        start = time.time()
+        tok, trainer = build_untrained(cfg)
+        seen = {"bytes": 0, "documents": 0}
+        tok.train_from_iterator(_training_texts(cfg, seen), trainer=trainer)
+        source = cfg.data_dir or ", ".join(cfg.corpus)
+        if seen["documents"] == 0:
+            raise UserError(f"tokenizer: {source} has no text to train on")
+        trained_size = tok.get_vocab_size(with_added_tokens=True)
+        hf_tok = finish_tokenizer(tok, cfg)
+        stats = {
+            "kind": cfg.kind,
+            "vocab_size_requested": cfg.vocab_size,
+            "vocab_size_rounded": cfg.rounded_vocab_size,
+            "vocab_size_trained": trained_size,
+            "vocab_size": len(hf_tok),
+            "unused_tokens": len(hf_tok) - trained_size,
+            "train_documents": seen["documents"],
+            "train_bytes": seen["bytes"],
+            "seconds": round(time.time() - start, 2),
+        }
         hf_tok.save_pretrained(str(tmp))
         write_json(tmp / "stats.json", stats)
         inputs = {"data_dir": folder_fingerprint(cfg.data_dir)} if cfg.data_dir else {"corpus": cfg.corpus}

@@ -106,6 +106,14 @@ def remove_checkpoints(paths: list[Path]) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+def remove_unfinished(output_dir: str | os.PathLike, after: int) -> list[Path]:
+    """Remove the checkpoints after step `after` never marked complete: a run that failed or was stopped
+    while saving leaves no half-written checkpoint (the complete ones stay)."""
+    unfinished = [p for s, p in _checkpoints(Path(output_dir)) if s > after and read_complete(p) is None]
+    remove_checkpoints(unfinished)
+    return unfinished
+
+
 def rotate_complete(output_dir: str | os.PathLike, keep: int | None) -> None:
     """Keep the newest `keep` complete checkpoints; drop older complete and incomplete ones."""
     if not keep or keep < 1:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.errors import UserError
+from data_prep.outputs import describe_os_error
 from mlm.config import add_arguments, config_from_args, load_yaml
 
 
@@ -110,6 +113,34 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that every `finally` runs (locks, temporary folders)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While the command runs, SIGTERM raises `Terminated` in this process (not in its forked workers, which
+    keep the default: they end at once)."""
+    pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -119,21 +150,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     cfg_ref, fn_ref, _, section, _ = COMMANDS[args.command]
+    cfg = None
     try:
-        cls = _load(cfg_ref)
-        base = {}
-        if getattr(args, "_config", None):
-            base = dict(load_yaml(args._config).get(section) or {})
-        cfg = config_from_args(cls, args, base, where=f"mlm {args.command}")
-        fn: Callable = _load(fn_ref)
-        fn(cfg)
+        with _sigterm_raises():
+            cls = _load(cfg_ref)
+            base = {}
+            if getattr(args, "_config", None):
+                base = dict(load_yaml(args._config).get(section) or {})
+            cfg = config_from_args(cls, args, base, where=f"mlm {args.command}")
+            fn: Callable = _load(fn_ref)
+            fn(cfg)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
+    except OSError as e:  # a read-only or full disk, a permission: one line, not a traceback
+        return _error(describe_os_error(e, getattr(cfg, "output_dir", None)))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
+
+
+def _error(message: str) -> int:
+    print("error: " + " ".join(message.splitlines()), file=sys.stderr)
+    return 2
 
 
 def entry() -> None:  # console-script entry point

@@ -34,7 +34,8 @@ from transformers import (
 )
 
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir, write_json
+from data_prep.io import write_json
+from data_prep.outputs import check_output, output_folder
 from data_prep.read import ReadOptions
 from data_prep.steps import write_step_metadata
 from data_prep.tokenizer import tokenizer_fingerprint
@@ -410,11 +411,11 @@ def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+INPUTS = ("model", "tokenizer", "train_file", "validation_file", "test_file")
+
+
 def _write_step(folder: Path, cfg: FinetuneConfig) -> None:
-    inputs = {
-        k: getattr(cfg, k) for k in ("model", "tokenizer", "train_file", "validation_file", "test_file")
-    }
-    write_step_metadata(folder, STEP, cfg, inputs)
+    write_step_metadata(folder, STEP, cfg, {k: getattr(cfg, k) for k in INPUTS})
 
 
 # --- the steps of a run -------------------------------------------------------------------------------
@@ -648,6 +649,8 @@ def _save(cfg: FinetuneConfig, out: Path, trainer: Trainer, tokenizer: Any, resu
 def finetune(cfg: FinetuneConfig) -> dict:
     """Train and evaluate a classifier as `cfg` says; write `cfg.output_dir`; return the metrics dict."""
     cfg.validate()
+    inputs = {k: getattr(cfg, k) for k in INPUTS}
+    check_output(cfg.output_dir, STEP, inputs)  # before any data or model is read
     started = time.time()
     task = _load_task(cfg)
     model, tokenizer = _load_model(cfg, task.label_map)
@@ -655,7 +658,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     evals_tok = {
         split: tokenize_split(ds, cfg, tokenizer, task.label_map) for split, ds in task.evals.items()
     }
-    with atomic_output_dir(cfg.output_dir) as out:
+    with output_folder(cfg.output_dir, STEP, inputs) as out:
         trainer, train_out, keep_best = _train(cfg, model, tokenizer, train_tok, evals_tok, out / "_trainer")
         results = _training_results(cfg, task, train_tok, train_out, keep_best)
         results.update(_evaluate_splits(cfg, trainer, evals_tok, task.label_map, out))

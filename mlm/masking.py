@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,20 @@ class MaskingConfig:
             "help": "Mask whole words (all their pieces together); needs the packed `word_start` column."
         },
     )
+    mlm_probability_final: float | None = field(
+        default=None,
+        metadata={
+            "help": "mask rate at the end of training, reached linearly from mlm_probability (e.g. 0.3 -> "
+            "0.15); needs batches made in the training process (dataloader_num_workers: 0, the CPU default)"
+        },
+    )
+    mask_span_mean: float = field(
+        default=1.0,
+        metadata={
+            "help": "mean length of the masked spans (geometric lengths, at most 10 tokens, or words with "
+            "whole_word_mask); 1 = single tokens (or words)"
+        },
+    )
     fixed_count_masking: bool = field(
         default=False,
         metadata={
@@ -58,10 +73,37 @@ class MaskingConfig:
                 f"mask_replace_prob + random_replace_prob must be <= 1, got "
                 f"{self.mask_replace_prob} + {self.random_replace_prob}"
             )
+        final = self.mlm_probability_final
+        if final is not None and not 0.0 < final < 1.0:
+            raise UserError(f"mlm_probability_final must be between 0 and 1 (exclusive), got {final}")
+        if final is not None and self.fixed_count_masking:
+            raise UserError(
+                "fixed_count_masking keeps one mask count (static shapes); unset mlm_probability_final"
+            )
+        if not 1.0 <= self.mask_span_mean <= MAX_SPAN:
+            raise UserError(f"mask_span_mean must be between 1 and {MAX_SPAN}, got {self.mask_span_mean}")
+        if self.mask_span_mean > 1 and self.fixed_count_masking:
+            raise UserError("fixed_count_masking works with single-token masking only; set mask_span_mean: 1")
         if self.whole_word_mask and self.fixed_count_masking:
             raise UserError(
                 "fixed_count_masking works with token masking only; turn off whole_word_mask or it"
             )
+
+
+MAX_SPAN = 10
+
+
+def span_mask(shape: torch.Size, rate: float, mean: float, g: torch.Generator | None) -> torch.Tensor:
+    """(batch, L) bool: spans of geometric length (mean `mean`, at most MAX_SPAN) starting at each slot with
+    probability -ln(1 - rate) / mean, so that about `rate` of the slots are covered, overlaps counted."""
+    starts = torch.rand(shape, generator=g) < -math.log1p(-rate) / mean
+    u = torch.rand(shape, generator=g).clamp_(min=1e-12)
+    lengths = (torch.log(u) / math.log(1 - 1 / mean)).floor().long().add_(1).clamp_(max=MAX_SPAN)
+    ends = (torch.arange(shape[1]) + lengths).clamp_(max=shape[1])
+    edges = torch.zeros(shape[0], shape[1] + 1, dtype=torch.long)
+    edges[:, :-1] += starts.long()
+    edges.scatter_add_(1, ends, -starts.long())
+    return edges[:, :-1].cumsum(1) > 0
 
 
 def _stack(rows: Sequence[Any], pad_value: int) -> torch.Tensor:
@@ -103,6 +145,7 @@ class MaskingCollator:
     ) -> None:
         cfg.validate()
         self.cfg = cfg
+        self.rate = cfg.mlm_probability  # the mask rate now (a schedule may move it during training)
         self.vocab_size = vocab_size
         self.mask_token_id = mask_token_id
         self.pad_token_id = pad_token_id
@@ -128,6 +171,13 @@ class MaskingCollator:
                 self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
         return self.generator
 
+    def _draw(self, shape: torch.Size, g: torch.Generator | None) -> torch.Tensor:
+        """Which slots (tokens, or word slots) to mask: independently, or in spans."""
+        cfg = self.cfg
+        if cfg.mask_span_mean > 1:
+            return span_mask(shape, self.rate, cfg.mask_span_mean, g)
+        return torch.rand(shape, generator=g) < self.rate
+
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         cfg, g = self.cfg, self._rng()
         input_ids = _stack([e["input_ids"] for e in examples], self.pad_token_id)
@@ -150,13 +200,13 @@ class MaskingCollator:
                 )
             word_start = _stack([e["word_start"] for e in examples], 0)
             word_id = (word_start.cumsum(1) - 1).clamp_(min=0)  # index of the word each token belongs to
-            word_draw = torch.rand(shape, generator=g)  # one draw per word slot (a row has at most L words)
-            masked = (word_draw.gather(1, word_id) < cfg.mlm_probability) & eligible
+            words = self._draw(shape, g)  # one draw per word slot (a row has at most L words)
+            masked = words.gather(1, word_id) & eligible
         elif cfg.fixed_count_masking:
             n_eligible = eligible.sum(1)
             nonempty = n_eligible[n_eligible > 0]
             n_min = int(nonempty.min()) if len(nonempty) else 0
-            k = max(1, round(cfg.mlm_probability * n_min)) if n_min else 0
+            k = max(1, round(self.rate * n_min)) if n_min else 0
             scores = torch.rand(shape, generator=g).masked_fill_(~eligible, -1.0)
             picked = scores.topk(k, dim=1).indices.sort(dim=1).values
             masked = torch.zeros(shape, dtype=torch.bool)
@@ -168,7 +218,7 @@ class MaskingCollator:
             positions = torch.full((shape[0], slots), shape[1], dtype=torch.long)
             positions[:, :k] = picked.masked_fill(~eligible.gather(1, picked), shape[1])
         else:
-            masked = (torch.rand(shape, generator=g) < cfg.mlm_probability) & eligible
+            masked = self._draw(shape, g) & eligible
 
         labels = torch.where(masked, input_ids, -100)
         how = torch.rand(shape, generator=g)

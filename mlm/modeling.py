@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
+from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBertForMaskedLM, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertSelfAttention
 
@@ -38,6 +38,28 @@ OVERRIDE_KEYS = (
     "classifier_dropout",
 )
 
+# ModernBertConfig fields a recipe may override with architecture: modernbert (besides the preset's four)
+MODERNBERT_OVERRIDE_KEYS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_activation",
+    "max_position_embeddings",
+    "initializer_range",
+    "norm_eps",
+    "attention_dropout",
+    "embedding_dropout",
+    "mlp_dropout",
+    "local_attention",
+    "classifier_dropout",
+    "classifier_pooling",
+)
+ARCHITECTURES = {
+    "bert": (BertConfig, OVERRIDE_KEYS),
+    "modernbert": (ModernBertConfig, MODERNBERT_OVERRIDE_KEYS),
+}
+
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
@@ -47,6 +69,12 @@ class ModelOptions:
 
     GROUP: ClassVar[str] = "model"
 
+    architecture: str = field(
+        default="bert",
+        metadata={
+            "help": "encoder blocks: bert, or modernbert (pre-LN, GeGLU, rotary, no biases, local/global attention)"
+        },
+    )
     preset: str = field(default="tiny", metadata={"help": "model size: " + ", ".join(PRESETS)})
     model_overrides: dict = field(
         default_factory=dict, metadata={"help": 'BertConfig overrides, e.g. {"num_hidden_layers": 3}'}
@@ -62,22 +90,27 @@ class ModelOptions:
     )
 
     def validate(self) -> None:
-        check_model_options(self.preset, self.model_overrides, self.attn_implementation)
+        check_model_options(self.preset, self.model_overrides, self.attn_implementation, self.architecture)
         if self.pad_vocab_to_multiple_of < 1:
             raise UserError(f"pad_vocab_to_multiple_of must be >= 1, got {self.pad_vocab_to_multiple_of}")
 
 
-def check_model_options(preset: str, overrides: dict[str, Any], attn_implementation: str) -> None:
-    """UserError for an unknown preset, override key or attention kernel, or an override of the wrong type."""
+def check_model_options(
+    preset: str, overrides: dict[str, Any], attn_implementation: str, architecture: str = "bert"
+) -> None:
+    """UserError for an unknown preset, architecture, override key or attention kernel, or an override of the
+    wrong type."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
+    if architecture not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+    config_class, keys = ARCHITECTURES[architecture]
+    unknown = sorted(set(overrides) - set(keys))
     if unknown:
-        raise UserError(
-            f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(OVERRIDE_KEYS)}"
-        )
+        raise UserError(f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(keys)}")
+    defaults = config_class().to_dict()
     for key, value in overrides.items():
-        _check_override(key, value)
+        _check_override(key, value, defaults.get(key))
     shape = {**PRESETS[preset], **overrides}
     if shape["hidden_size"] % shape["num_attention_heads"]:
         raise UserError(
@@ -91,14 +124,17 @@ def check_model_options(preset: str, overrides: dict[str, Any], attn_implementat
 
 
 _POSITIVE_INTS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
-                  "max_position_embeddings", "type_vocab_size")  # fmt: skip
-_PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
+                  "max_position_embeddings", "type_vocab_size", "local_attention")  # fmt: skip
+_PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
+                  "attention_dropout", "embedding_dropout", "mlp_dropout")  # fmt: skip
+_POSITIVE_NUMBERS = ("initializer_range", "layer_norm_eps", "norm_eps")
+_CHOICES = {"classifier_pooling": ("cls", "mean")}
 
 
-def _check_override(key: str, value: Any) -> None:
-    """One model override: the type and range BertConfig needs (a UserError naming it otherwise)."""
+def _check_override(key: str, value: Any, default: Any) -> None:
+    """One model override: the type and range the config needs (a UserError naming it otherwise)."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if key == "hidden_act":
+    if key in ("hidden_act", "hidden_activation"):
         from transformers.activations import ACT2FN
 
         ok, want = isinstance(value, str) and value in ACT2FN, f"one of {', '.join(sorted(ACT2FN))}"
@@ -107,10 +143,22 @@ def _check_override(key: str, value: Any) -> None:
     elif key in _PROBABILITIES:
         ok = (value is None and key == "classifier_dropout") or (number and 0 <= value < 1)
         want = "a number in [0, 1)"
-    else:  # initializer_range, layer_norm_eps
-        ok, want = number and value > 0 and value != float("inf"), "a positive number"
+    elif key in _POSITIVE_NUMBERS:
+        ok, want = number and 0 < value < float("inf"), "a positive number"
+    elif key in _CHOICES:
+        ok, want = value in _CHOICES[key], f"one of {', '.join(_CHOICES[key])}"
+    else:  # of the default's type
+        kind = type(default if default is not None else value)
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+        want = "a number" if kind in (int, float) else f"a {kind.__name__}"
     if not ok:
         raise UserError(f"model_overrides: {key} should be {want}, got {value!r}")
+
+
+def geglu_width(intermediate_size: int) -> int:
+    """A GeGLU feed-forward width with the parameters of a plain one `intermediate_size` wide (2/3 of it,
+    in multiples of 64): ModernBERT at a BERT preset keeps the preset's size."""
+    return max(64, 64 * round(intermediate_size * 2 / 3 / 64))
 
 
 def build_config(
@@ -121,18 +169,23 @@ def build_config(
     overrides: dict[str, Any] | None = None,
     attn_implementation: str = "sdpa",
     pad_vocab_to_multiple_of: int = 64,
-) -> BertConfig:
-    """A BertConfig for `preset`, with the vocabulary rounded up to a multiple of `pad_vocab_to_multiple_of`."""
+    architecture: str = "bert",
+) -> BertConfig | ModernBertConfig:
+    """The model config of `architecture` at `preset`, with the vocabulary rounded up to a multiple of
+    `pad_vocab_to_multiple_of`."""
     overrides = dict(overrides or {})
-    check_model_options(preset, overrides, attn_implementation)
+    check_model_options(preset, overrides, attn_implementation, architecture)
     if vocab_size < 1 or max_seq_length < 1:
         raise UserError(
             f"vocab_size and max_seq_length must be positive, got {vocab_size} and {max_seq_length}"
         )
     if pad_vocab_to_multiple_of > 1:
         vocab_size = -(-vocab_size // pad_vocab_to_multiple_of) * pad_vocab_to_multiple_of
+    preset_values = dict(PRESETS[preset])
+    if architecture == "modernbert":
+        preset_values["intermediate_size"] = geglu_width(preset_values["intermediate_size"])
     kwargs: dict[str, Any] = {
-        **PRESETS[preset],
+        **preset_values,
         "max_position_embeddings": max(512, max_seq_length),
         **overrides,
     }
@@ -140,7 +193,8 @@ def build_config(
         raise UserError(
             f"max_position_embeddings {kwargs['max_position_embeddings']} is below max_seq_length {max_seq_length}"
         )
-    return BertConfig(
+    config_class = ARCHITECTURES[architecture][0]
+    return config_class(
         vocab_size=vocab_size, pad_token_id=pad_token_id, attn_implementation=attn_implementation, **kwargs
     )
 
@@ -278,7 +332,32 @@ def use_cpu_training_kernels(model: torch.nn.Module) -> None:
             module.__class__ = CpuTrainingSelfAttention
 
 
-class BertForMaskedOnlyLM(BertForMaskedLM):
+class SavesAsNative:
+    """Mixin for a training-time subclass of a `transformers` model: `save_pretrained` writes the native class
+    (`native_architecture`) into config.json, so `Auto*` classes load the folder without custom code."""
+
+    native_architecture: ClassVar[str] = ""
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        hub_keys = ("repo_id", "commit_message", "create_pr", "private", "token")
+        hub = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        self.config.architectures = [self.native_architecture]
+        if is_main_process:
+            self.config.save_pretrained(save_directory)
+            if push_to_hub:
+                self.push_to_hub(
+                    hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **hub
+                )
+
+
+class BertForMaskedOnlyLM(SavesAsNative, BertForMaskedLM):
     """BertForMaskedLM that, given labels, runs the prediction head on the masked positions only.
 
     Same modules and parameter names as BertForMaskedLM, and it saves as one: config.json says
@@ -288,6 +367,8 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
     with `masked_positions` (from fixed-count masking) it scores those (batch, slots) positions instead:
     static shapes, same loss; `logits` then has batch * slots rows.
     """
+
+    native_architecture = "BertForMaskedLM"
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
@@ -343,25 +424,6 @@ class BertForMaskedOnlyLM(BertForMaskedLM):
         targets = labels.gather(1, positions).masked_fill(~used, -100)
         return self._head_loss(rows.reshape(-1, hidden.size(-1)), targets.reshape(-1))
 
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike,
-        is_main_process: bool = True,
-        push_to_hub: bool = False,
-        **kwargs,
-    ) -> None:
-        """Save exactly like BertForMaskedLM (config architectures included); push through `push_to_hub`."""
-        hub_keys = ("repo_id", "commit_message", "create_pr", "private", "token")
-        hub = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
-        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
-        self.config.architectures = ["BertForMaskedLM"]
-        if is_main_process:
-            self.config.save_pretrained(save_directory)
-            if push_to_hub:
-                self.push_to_hub(
-                    hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **hub
-                )
-
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
@@ -407,9 +469,37 @@ def reuse_freed_memory(enable: bool = True) -> bool:
     return bool(ok)
 
 
-def build_model(config: BertConfig, masked_only_head: bool = True) -> PreTrainedModel:
-    """A freshly initialised MLM model: the masked-only head (fast) or the plain BertForMaskedLM."""
+def build_model(config: BertConfig | ModernBertConfig, masked_only_head: bool = True) -> PreTrainedModel:
+    """A freshly initialised MLM model. BERT: the masked-only head (fast) or the plain BertForMaskedLM.
+    ModernBERT: `ModernBertForMaskedLM`, with its own sparse prediction (the head on masked positions only)."""
+    if config.model_type == "modernbert":
+        config.sparse_prediction = masked_only_head
+        return ModernBertForMaskedLM(config)
     return (BertForMaskedOnlyLM if masked_only_head else BertForMaskedLM)(config)
+
+
+def load_masked_lm(name: str, masked_only_head: bool = True) -> PreTrainedModel:
+    """A masked-LM checkpoint (folder or Hub id: BERT, RoBERTa, ELECTRA generator, ModernBERT, ...) to continue
+    pretraining; a BERT one gets the masked-only head. UserError when it cannot be loaded or has no
+    masked-LM head."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+        if config.model_type == "bert" and masked_only_head:
+            model, info = BertForMaskedOnlyLM.from_pretrained(name, output_loading_info=True)
+        else:
+            if config.model_type == "modernbert":
+                config.sparse_prediction = masked_only_head
+            model, info = AutoModelForMaskedLM.from_pretrained(name, config=config, output_loading_info=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(
+            f"init_from: cannot load a masked-LM model from {name}: {str(e).splitlines()[0]}"
+        ) from None
+    if info["missing_keys"]:
+        missing = ", ".join(sorted(info["missing_keys"])[:3])
+        raise UserError(f"init_from: {name} has no masked-LM head (missing weights: {missing}, ...)")
+    return model
 
 
 def check_tokenizer_matches(

@@ -14,10 +14,13 @@ from typing import Any
 import torch
 
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir, read_json, write_json
+from data_prep.io import read_json, write_json
+from data_prep.outputs import as_os_error, check_output, output_folder
 from mlm.checkpoints import (
     DATA_KEY,
     check_resume_config,
+    checkpoint_step,
+    remove_unfinished,
     resolve_resume,
     resumed_step,
     start_over,
@@ -48,6 +51,7 @@ from mlm.run_record import (
 from mlm.streaming import PackedStream, SeededMasking
 from mlm.trainer import (
     ExactResumeCallback,
+    MaskRateSchedule,
     PretrainTrainer,
     RunRecordCallback,
     TimeBudget,
@@ -82,7 +86,14 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
     tokenizer_dir: str | None = field(
         default=None, metadata={"help": "tokenizer folder (default: the one the packed data was made with)"}
     )
-    objective: str = field(default="mlm", metadata={"help": "pretraining objective (mlm)"})
+    objective: str = field(default="mlm", metadata={"help": "pretraining objective: mlm or electra"})
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "continue pretraining this masked-LM checkpoint (folder or Hub id) instead of random "
+            "weights; pack the corpus with its tokenizer (`pack: tokenizer_dir` = the same)"
+        },
+    )
     objective_options: dict = field(
         default_factory=dict, metadata={"help": 'the objective\'s own options, e.g. {"generator_size": 0.25}'}
     )
@@ -137,6 +148,8 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
         except UserError as e:
             raise UserError(f"pretrain: {e}") from None
         get_objective(self.objective).parse_options(self.objective_options)
+        if self.init_from and self.objective != "mlm":
+            raise UserError(f"pretrain: init_from works with objective: mlm, not {self.objective}")
         if self.max_time_minutes is not None and not self.max_time_minutes > 0:
             raise UserError(f"pretrain: max_time_minutes must be positive, got {self.max_time_minutes}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0 and self.max_time_minutes is None:
@@ -146,6 +159,8 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
         for name in ("eval_steps", "save_steps", "save_total_limit"):
             if getattr(self, name) < 0:
                 raise UserError(f"pretrain: {name} must be >= 0, got {getattr(self, name)}")
+        if self.fixed_count_masking and self.architecture != "bert":
+            raise UserError("pretrain: fixed_count_masking works with architecture: bert only")
         if self.max_eval_samples < 1:
             raise UserError(f"pretrain: max_eval_samples must be >= 1, got {self.max_eval_samples}")
         if self.force and str(self.resume or "auto").lower() not in ("auto", "false", "no", "none"):
@@ -180,12 +195,42 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain an encoder on packed blocks; returns the final metrics (also in output_dir/metrics.json)."""
     cfg.validate()
     data = load_data(cfg)
-    objective = get_objective(cfg.objective)(cfg, data.tokenizer)
-    model = build_model(cfg, objective, data)
-    run = build_trainer(cfg, objective, model, data)
-    started = time.perf_counter()
-    train_out = run.trainer.train(resume_from_checkpoint=run.resume_from)
-    return save_outputs(run, train_out, time.perf_counter() - started)
+    inputs = _inputs(cfg, data)
+    check_output(Path(cfg.output_dir) / FINAL_DIR, PRETRAIN_STEP, inputs)
+    with output_folder(
+        cfg.output_dir, PRETRAIN_STEP, inputs, in_place=True, own=_only_checkpoints, config=asdict(cfg)
+    ):
+        objective = get_objective(cfg.objective)(cfg, data.tokenizer)
+        model = build_model(cfg, objective, data)
+        run = build_trainer(cfg, objective, model, data)
+        started = time.perf_counter()
+        train_out = train(run)
+        return save_outputs(run, train_out, time.perf_counter() - started)
+
+
+def _inputs(cfg: PretrainConfig, data: PretrainData) -> dict[str, str]:
+    return {"data_dir": cfg.data_dir, "tokenizer_dir": data.tokenizer_dir}
+
+
+def _only_checkpoints(folder: Path) -> bool:
+    """A run folder of a version that wrote no record until the end, killed before it: checkpoints only."""
+    visible = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return bool(visible) and all(checkpoint_step(p) is not None and p.is_dir() for p in visible)
+
+
+def train(run: PretrainRun) -> Any:
+    """`trainer.train`, resuming where the run says. On failure the checkpoints this run left unfinished are
+    removed (the last complete one stays), and a disk-full or read-only error that torch or safetensors
+    reported as another exception is raised as the OSError it is."""
+    try:
+        return run.trainer.train(resume_from_checkpoint=run.resume_from)
+    except BaseException as e:
+        if run.trainer.is_world_process_zero():
+            remove_unfinished(run.cfg.output_dir, after=resumed_step(run.resume_from))
+        err = as_os_error(e, run.cfg.output_dir)
+        if err is None or err is e:
+            raise
+        raise err from e
 
 
 def load_data(cfg: PretrainConfig) -> PretrainData:
@@ -235,25 +280,53 @@ def check_tokenizer_matches_data(cfg: PretrainConfig, meta: dict, tokenizer_dir:
 
 
 def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -> torch.nn.Module:
-    """The objective's freshly initialised model at the configured size (seeded)."""
+    """The objective's freshly initialised model at the configured size (seeded), or the `init_from`
+    checkpoint, checked against the packed data's tokenizer."""
     import transformers
 
     from mlm.modeling import build_config, check_tokenizer_matches
 
     transformers.set_seed(cfg.seed)
     tok = data.tokenizer
-    model_config = build_config(
-        cfg.preset,
-        vocab_size=len(tok),
-        max_seq_length=data.seq_len,
-        pad_token_id=tok.pad_token_id,
-        overrides=cfg.model_overrides,
-        attn_implementation=cfg.attn_implementation,
-        pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
-    )
-    model = objective.build_model(model_config)
-    check_tokenizer_matches(model.config, tok, where=f"{data.tokenizer_dir} vs model preset {cfg.preset}")
+    if cfg.init_from:
+        _check_same_tokenizer(cfg.init_from, data)
+        model = objective.from_pretrained(cfg.init_from)
+    else:
+        model_config = build_config(
+            cfg.preset,
+            vocab_size=len(tok),
+            max_seq_length=data.seq_len,
+            pad_token_id=tok.pad_token_id,
+            overrides=cfg.model_overrides,
+            attn_implementation=cfg.attn_implementation,
+            pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
+            architecture=cfg.architecture,
+        )
+        if model_config.model_type == "modernbert":  # ModernBertConfig names its special tokens too
+            model_config.cls_token_id = model_config.bos_token_id = tok.cls_token_id
+            model_config.sep_token_id = model_config.eos_token_id = tok.sep_token_id
+        model = objective.build_model(model_config)
+    where = cfg.init_from or f"model preset {cfg.preset}"
+    check_tokenizer_matches(model.config, tok, where=f"{data.tokenizer_dir} vs {where}")
+    if data.seq_len > model.config.max_position_embeddings:
+        raise UserError(f"max_seq_length {data.seq_len} of {cfg.data_dir} is larger than the model allows "
+                        f"({model.config.max_position_embeddings} positions of {where})")  # fmt: skip
     return model
+
+
+def _check_same_tokenizer(init_from: str, data: PretrainData) -> None:
+    """The packed data must be tokenized with the starting checkpoint's own tokenizer."""
+    from transformers import AutoTokenizer
+
+    try:
+        own = AutoTokenizer.from_pretrained(init_from)
+    except (OSError, ValueError) as e:
+        raise UserError(f"init_from: no tokenizer in {init_from}: {str(e).splitlines()[0]}") from None
+    if own.get_vocab() != data.tokenizer.get_vocab():
+        raise UserError(
+            f"init_from: the packed data was made with the tokenizer {data.tokenizer_dir}, not with the tokenizer "
+            f"of {init_from}; pack the corpus with `--tokenizer_dir {init_from}`"
+        )
 
 
 def eval_set(cfg: PretrainConfig, objective: Objective, data: PretrainData) -> FixedEvalSet | None:
@@ -292,18 +365,24 @@ def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: Pretra
         from mlm.modeling import reuse_freed_memory
 
         reuse_freed_memory(True)  # process-wide: the step's large tensors are reused, not re-faulted
+    train_collator = objective.collator(None)
     trainer = PretrainTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=evaluation,
-        data_collator=TrainEvalCollator(SeededMasking(objective.collator(None), cfg.seed)),
+        data_collator=TrainEvalCollator(SeededMasking(train_collator, cfg.seed)),
         processing_class=data.tokenizer,
         compute_metrics=objective.compute_metrics,
         preprocess_logits_for_metrics=objective.preprocess_logits_for_metrics,
     )
     run = PretrainRun(cfg, data, objective, trainer, resume_from, global_batch)
     _add_callbacks(run, keep=None if cfg.keep_checkpoints else cfg.save_total_limit, data_start=data_start)
+    if cfg.mlm_probability_final is not None:
+        if not hasattr(train_collator, "rate") or args.dataloader_num_workers > 0:
+            raise UserError("pretrain: mlm_probability_final needs a masking objective and batches made in "
+                            "the training process (dataloader_num_workers: 0)")  # fmt: skip
+        trainer.add_callback(MaskRateSchedule(train_collator, cfg.mlm_probability, cfg.mlm_probability_final))
     return run
 
 
@@ -371,7 +450,7 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
     if not trainer.is_world_process_zero():
         return metrics
     record = run_record(run, trainer.state.global_step, final_eval, wall)
-    with atomic_output_dir(out / FINAL_DIR) as tmp:
+    with output_folder(out / FINAL_DIR, PRETRAIN_STEP, _inputs(cfg, run.data), main=True) as tmp:
         if gathered:
             for f in staging.iterdir():
                 os.replace(f, tmp / f.name)
@@ -430,7 +509,8 @@ def run_record(run: PretrainRun, steps: int, eval_metrics: dict, wall_s: float) 
         ),
         model=ModelFacts(
             architecture=mc.model_type,
-            preset=cfg.preset,
+            init_from=_public_name(cfg.init_from),
+            preset=None if cfg.init_from else cfg.preset,
             num_hidden_layers=mc.num_hidden_layers,
             hidden_size=mc.hidden_size,
             num_attention_heads=mc.num_attention_heads,
@@ -466,6 +546,13 @@ def _corpus_facts(cfg: PretrainConfig, pack_meta: dict) -> CorpusFacts:
         tokens=sum(tokens.values()) if isinstance(tokens, dict) else tokens,
         fingerprint=prep_meta.get("inputs", {}).get("fingerprint"),
     )
+
+
+def _public_name(ref: str | None) -> str | None:
+    """A Hub id as given, a local folder by its name only (no local paths in records)."""
+    if not ref:
+        return None
+    return ref if not Path(ref).exists() else Path(ref).resolve().name
 
 
 def _step_meta(folder: Path) -> dict:

@@ -12,6 +12,7 @@ from typing import Any
 
 from data_prep import cache
 from data_prep.errors import UserError
+from data_prep.outputs import output_folder
 from mlm.config import config_from_dict, load_yaml
 
 STEPS = ("prepare", "tokenizer", "pack", "pretrain", "finetune", "report")
@@ -104,6 +105,8 @@ def plan_recipe(run: RunConfig) -> Plan:
     default("tokenizer", "data_dir", sections.get("prepare", {}).get("output_dir"))
     default("tokenizer", "output_dir", str(out / "tokenizer"))
     default("pack", "data_dir", sections.get("prepare", {}).get("output_dir"))
+    if "tokenizer" not in sections:  # continued pretraining: pack with the starting checkpoint's tokenizer
+        default("pack", "tokenizer_dir", sections.get("pretrain", {}).get("init_from"))
     default("pack", "tokenizer_dir", sections.get("tokenizer", {}).get("output_dir"))
     default("pack", "output_dir", str(out / "packed"))
     default("pretrain", "data_dir", sections.get("pack", {}).get("output_dir"))
@@ -210,7 +213,7 @@ INPUT_FIELDS = {
     "prepare": ("corpus",),
     "tokenizer": ("corpus", "data_dir"),
     "pack": ("data_dir", "tokenizer_dir"),
-    "pretrain": ("data_dir", "tokenizer_dir"),
+    "pretrain": ("data_dir", "tokenizer_dir", "init_from"),
     "finetune": ("model", "tokenizer", "train_file", "validation_file", "test_file"),
 }
 
@@ -307,6 +310,40 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
     rank, world = _launch()
     if rank != 0:
         log = _quiet
+    with output_folder(
+        plan.output_dir, "run", recipe_inputs(run, plan), in_place=True, own=_earlier_recipe,
+        config=dataclasses.asdict(run), main=rank == 0,
+    ):  # fmt: skip
+        return _run_steps(run, plan, log, rank, world)
+
+
+def recipe_inputs(run: RunConfig, plan: Plan) -> dict[str, list[str]]:
+    """What a recipe reads from outside its folder: the recipe, the corpus and the labelled data."""
+    prepare, finetune = plan.configs.get("prepare"), plan.configs.get("finetune")
+    corpus = getattr(prepare, "corpus", None) or []
+    labelled = [getattr(finetune, k, None) for k in ("train_file", "validation_file", "test_file")]
+    return {
+        "recipe": [run.recipe],
+        "corpus": [corpus] if isinstance(corpus, str) else list(corpus),
+        "data": [f for f in labelled if f],
+    }
+
+
+_RECIPE_ENTRIES = frozenset(
+    {"data", "tokenizer", "packed", "pretrain", "finetune", "report.json", "report.md", "loss_curves.png"}
+)
+
+
+def _earlier_recipe(folder: Path) -> bool:
+    """A recipe folder written before `mlm run` kept a record: its steps' folders and report only."""
+    visible = {p.name for p in folder.iterdir() if not p.name.startswith((".", "pretrain.previous-"))}
+    return bool(visible) and visible <= _RECIPE_ENTRIES
+
+
+def _run_steps(
+    run: RunConfig, plan: Plan, log: Callable[[str], None], rank: int, world: int
+) -> dict[str, Any]:
+    """Each wanted step in order, skipping those whose config and inputs are unchanged."""
     wanted = [s for s in STEPS if s in plan.configs and (not run.steps or s in run.steps)]
     fingerprints = step_fingerprints(plan, wanted)
     check_resume_up_front(plan, run, wanted)

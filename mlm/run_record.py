@@ -79,6 +79,7 @@ class TokenizerFacts:
 @dataclass
 class ModelFacts:
     architecture: str | None = None  # bert, modernbert, ...
+    init_from: str | None = None  # continued pretraining: the starting checkpoint's Hub id or folder name
     preset: str | None = None
     num_hidden_layers: int | None = None
     hidden_size: int | None = None

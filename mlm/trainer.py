@@ -68,6 +68,9 @@ class TimeBudget(TrainerCallback):
         left = self.started + self.budget_s - now
         if left < per_step:  # the next step would end after the deadline: stop at the next step
             state.max_steps = min(state.max_steps, state.global_step + 1)
+            if self.total != state.max_steps:  # the schedule ends (LR reaches zero) at the last step
+                self.total = state.max_steps
+                self._set_schedule(self.total)
             if left <= 0:
                 state.max_steps = state.global_step
                 control.should_training_stop = True
@@ -197,3 +200,22 @@ class RunRecordCallback(TrainerCallback):
         self.record_at(state.global_step, last_eval, time.perf_counter() - self.started).save(folder)
         if self.write_config is not None:
             self.write_config(folder)
+
+
+class MaskRateSchedule(TrainerCallback):
+    """Moves the masking collator's rate linearly from `start` at step 0 to `final` at the last step
+    (`mlm_probability_final`). The rate depends only on the step, so a resumed run masks as an uninterrupted
+    one; the collator must run in this process (no dataloader workers)."""
+
+    def __init__(self, collator, start: float, final: float) -> None:
+        self.collator, self.start, self.final = collator, start, final
+
+    def _set(self, state) -> None:
+        progress = min(1.0, state.global_step / max(1, state.max_steps))
+        self.collator.rate = self.start + (self.final - self.start) * progress
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._set(state)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._set(state)

@@ -342,3 +342,46 @@ def test_incomplete_checkpoints_are_not_scored(pretrain_run, tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])  # cut off while saving
     main, others = resolve_models(str(run))
     assert main.name == "final" and others == []
+
+
+def test_suite_takes_hub_and_builtin_specs(tmp_path):
+    from mlm.evaluate import load_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\ntasks:\n  demo:\n    train: builtin:pydocs@train\n    test: hf:someone/data@test\n"
+    )
+    task = load_suite(suite).tasks[0]
+    assert (
+        task.files["train"].path == "builtin:pydocs@train"
+        and task.files["test"].path == "hf:someone/data@test"
+    )
+
+
+def test_time_budget_schedule_ends_at_zero_when_steps_slow_down(monkeypatch):
+    """Steps that get slower late in the run (a busy machine): the learning rate still reaches zero at the
+    last step the budget allows, not at a step count predicted earlier."""
+    import torch
+    from transformers import TrainerControl, TrainerState, TrainingArguments, get_scheduler
+
+    import mlm.pretrain as pretrain_module
+    from mlm.pretrain import TimeBudget
+
+    clock = [0.0]
+    monkeypatch.setattr(pretrain_module.time, "perf_counter", lambda: clock[0])
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_scheduler("linear", opt, num_warmup_steps=10**5, num_training_steps=10**7)
+    args = TrainingArguments(output_dir="unused", save_strategy="no", report_to="none", use_cpu=True)
+    state, control = TrainerState(max_steps=TimeBudget.MAX_STEPS), TrainerControl()
+    cb = TimeBudget(1000.0, "linear", 0.1)
+    cb.on_train_begin(args, state, control, lr_scheduler=sched)
+    lrs = []
+    while not control.should_training_stop and state.global_step < state.max_steps:
+        clock[0] += 1.0 if state.global_step < 600 else 3.0  # three times slower from step 600
+        opt.step()
+        sched.step()
+        state.global_step += 1
+        lrs.append(opt.param_groups[0]["lr"])
+        cb.on_step_end(args, state, control)
+    assert clock[0] <= 1000.0 + 3.0 and state.max_steps == state.global_step  # at most one step past
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-9)  # the scheduler stepped to the end of its schedule

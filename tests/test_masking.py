@@ -120,6 +120,32 @@ def test_whole_word_masks_whole_words(examples):
     assert (word_start.sum(1) < eligible.sum(1).numpy()).all()  # words really have several pieces
 
 
+def _runs(row: np.ndarray) -> list[int]:
+    """Lengths of the runs of True in a row."""
+    edges = np.diff(np.concatenate([[0], row.astype(int), [0]]))
+    return (np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).tolist()
+
+
+@pytest.mark.parametrize("whole_word", [False, True])
+def test_span_masking_rate_and_lengths(examples, whole_word):
+    batch, _, eligible = collate(
+        examples, mlm_probability=0.15, mask_span_mean=3.0, whole_word_mask=whole_word
+    )
+    masked = batch["labels"] != -100
+    assert abs(masked.sum().item() / eligible.sum().item() - 0.15) < 0.03
+    single = collate(examples, mlm_probability=0.15, whole_word_mask=whole_word)[0]["labels"] != -100
+    spans = [n for row in masked.numpy() for n in _runs(row)]
+    singles = [n for row in single.numpy() for n in _runs(row)]
+    assert np.mean(spans) > 1.5 * np.mean(singles)  # masked positions come in longer runs
+    if whole_word:  # spans of whole words: a word is masked whole or not at all
+        word_id = np.cumsum(np.array([e["word_start"] for e in examples]), axis=1)
+        for row in range(0, len(examples), 16):
+            elig = eligible[row].numpy()
+            for w in np.unique(word_id[row][elig]):
+                pieces = masked[row].numpy()[(word_id[row] == w) & elig]
+                assert pieces.all() or not pieces.any()
+
+
 def test_whole_word_needs_word_start(examples):
     no_words = [{"input_ids": e["input_ids"]} for e in examples[:4]]
     with pytest.raises(UserError, match="no word boundaries"):
@@ -135,6 +161,9 @@ def test_whole_word_needs_word_start(examples):
         {"mask_replace_prob": 0.8, "random_replace_prob": 0.3},
         {"random_replace_prob": -0.1},
         {"whole_word_mask": True, "fixed_count_masking": True},
+        {"mask_span_mean": 0.5},
+        {"mask_span_mean": 11},
+        {"mask_span_mean": 3, "fixed_count_masking": True},
     ],
 )
 def test_invalid_config(cfg):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from transformers import AutoModelForMaskedLM, BertForMaskedLM, pipeline
+from transformers import AutoModelForMaskedLM, BertForMaskedLM, TrainerCallback, pipeline
 
 from data_prep.errors import UserError
 from mlm.pretrain import pretrain
@@ -113,3 +113,26 @@ def test_block_dataset_is_compact_and_follows_the_selection():
     assert item["input_ids"].dtype == torch.int64 and item["input_ids"].tolist() == [2, 11, 3]
     with pytest.raises(UserError, match="same length"):
         BlockDataset(datasets.Dataset.from_dict({"input_ids": [[2, 3], [2, 5, 3]]}))
+
+
+def test_mask_rate_decays_to_its_final_value(packed_dir, tmp_path):
+    from mlm.objectives import get_objective
+    from mlm.pretrain import build_model, build_trainer, load_data
+    from mlm.run_record import RunRecord
+
+    cfg = _cfg(packed_dir, tmp_path / "run", mlm_probability=0.4, mlm_probability_final=0.1, save_steps=0)
+    data = load_data(cfg)
+    objective = get_objective("mlm")(cfg, data.tokenizer)
+    run = build_trainer(cfg, objective, build_model(cfg, objective, data), data)
+    collator = run.trainer.data_collator.masker.masker  # TrainEvalCollator -> SeededMasking -> the collator
+    rates = []
+    run.trainer.add_callback(
+        type("Spy", (TrainerCallback,), {"on_step_end": lambda *a, **k: rates.append(collator.rate)})()
+    )
+    run.trainer.train()
+    assert rates[0] == pytest.approx(0.4) and rates[-1] == pytest.approx(0.1 + 0.3 / 6)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    pretrain(_cfg(packed_dir, tmp_path / "r2", mlm_probability=0.3, mlm_probability_final=0.15, max_steps=2))
+    assert (
+        "30% falling to 15% of tokens" in RunRecord.load(tmp_path / "r2" / "final").objective.facts["Masking"]
+    )

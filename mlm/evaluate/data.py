@@ -14,7 +14,7 @@ from typing import Any
 
 from data_prep import cache
 from data_prep.errors import UserError
-from data_prep.io import atomic_output_dir
+from data_prep.outputs import output_folder
 from data_prep.steps import file_fingerprint
 from mlm.evaluate.suite import SPLITS, FileOptions, Task
 
@@ -44,14 +44,18 @@ def prepare_task_data(task: Task, folder: Path) -> TaskData:
     splits, label_map = _read_splits(task)
     rows = {s: len(d) for s, d in splits.items()}
     dd = datasets.DatasetDict({("validation" if s == "dev" else s): d for s, d in splits.items()})
-    with atomic_output_dir(folder) as tmp:
+    paths = {"data": [o.path for o in task.files.values()]}
+    with output_folder(
+        folder, "evaluate", paths, own=lambda p: (p / DATA_RECORD).is_file(), main=True
+    ) as tmp:
         dd.save_to_disk(str(tmp))
         cache.store(tmp / DATA_RECORD, key, rows=rows, labels=label_map)
     return TaskData(folder, key, rows)
 
 
 def _file_key(opts: FileOptions) -> dict[str, Any]:
-    return {**dataclasses.asdict(opts), "file": file_fingerprint(opts.path)}
+    named = opts.path.startswith(("hf:", "builtin:"))  # a Hub dataset or built-in task: known by its name
+    return {**dataclasses.asdict(opts), "file": {"spec": opts.path} if named else file_fingerprint(opts.path)}
 
 
 def _read_splits(task: Task) -> tuple[dict[str, Any], list[str]]:

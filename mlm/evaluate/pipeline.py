@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from data_prep.outputs import output_folder
 from mlm.evaluate.config import EvaluateConfig
 from mlm.evaluate.data import TaskData, prepare_task_data
 from mlm.evaluate.plan import Plan, make_plan
 from mlm.evaluate.progress import Progress, quiet
-from mlm.evaluate.results import collect_results, group_rows, write_results
+from mlm.evaluate.results import STEP, collect_results, group_rows, write_results
 from mlm.evaluate.runs import execute
 from mlm.evaluate.suite import load_suite
 
@@ -19,13 +22,29 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], Any] = print) -> dict[str
     """Run the suite; write results.json / results.md / PNGs into output_dir; return the results."""
     cfg.validate()
     plan = make_plan(cfg, load_suite(cfg.suite))
-    plan.output_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    rows = run_plan(plan, log)
-    results = collect_results(plan, rows, time.perf_counter() - started)
-    table = write_results(results, plan)
+    config = dataclasses.asdict(cfg)
+    with output_folder(plan.output_dir, STEP, inputs(plan), in_place=True, own=_earlier_run, config=config):
+        started = time.perf_counter()
+        rows = run_plan(plan, log)
+        results = collect_results(plan, rows, time.perf_counter() - started)
+        table = write_results(results, plan)
     log("\n" + table)
     return results
+
+
+def inputs(plan: Plan) -> dict[str, list[str]]:
+    """What an evaluation reads: the models, the suite and the tasks' data files."""
+    return {
+        "model": [p.strip() for p in str(plan.cfg.model).split(",") if p.strip()],
+        "suite": [str(plan.cfg.suite)],
+        "data": [f.path for task in plan.tasks for f in task.files.values()],
+    }
+
+
+def _earlier_run(folder: Path) -> bool:
+    """A folder of an evaluation stopped before its end (by a version that wrote its record only then)."""
+    visible = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    return bool(visible) and visible <= {"data", "runs"}
 
 
 def run_plan(plan: Plan, log: Callable[[str], Any]) -> list[dict]:

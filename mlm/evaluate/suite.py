@@ -239,7 +239,10 @@ def _file_options(entry: Any, shared: dict[str, Any], suite_path: Path, where: s
 
 
 def resolve_path(value: str, suite_path: Path, where: str) -> str:
-    """A data path: absolute, or relative to the current folder, the suite's folder or the folder above it."""
+    """A data path: absolute, or relative to the current folder, the suite's folder or the folder above it;
+    a Hub dataset (`hf:NAME...`) or built-in task (`builtin:NAME...`) as it is."""
+    if str(value).startswith(("hf:", "builtin:")):
+        return str(value)
     p = Path(os.path.expanduser(str(value)))
     candidates = (
         [p] if p.is_absolute() else [Path.cwd() / p, suite_path.parent / p, suite_path.parent.parent / p]

@@ -36,7 +36,8 @@ def summary(ctx: CardContext) -> str:
     task += f" ({finetune.task})" if known(finetune.task) else ""
     if ctx.finetuned and finetune.from_scratch:
         return f"{text} trained from random weights for {task}. {RECORDED}"
-    text += " pretrained from scratch"
+    start = record.model.init_from
+    text += f" pretrained further from `{start}`" if known(start) else " pretrained from scratch"
     text += f" with {ctx.objective.description}" if known(ctx.objective.description) else ""
     text += f" on `{fmt(record.corpus.spec)}`" if known(record.corpus.spec) else ""
     if ctx.finetuned:
@@ -69,6 +70,7 @@ def architecture(ctx: CardContext) -> list[str]:
     return bullets(
         [
             ("Preset", code(model.preset)),
+            ("Started from", code(model.init_from)),
             ("Class", code(ctx.folder.architecture)),
             ("Layers", number(model.num_hidden_layers or config.get("num_hidden_layers"))),
             ("Hidden size", number(model.hidden_size or config.get("hidden_size"))),

@@ -51,6 +51,12 @@ class Objective:
         """The freshly initialised model that pretraining trains."""
         raise NotImplementedError
 
+    def from_pretrained(self, name: str) -> PreTrainedModel:
+        """The model to continue pretraining from checkpoint `name` (`init_from`)."""
+        raise UserError(
+            f"objective '{self.name}' cannot start from a checkpoint (init_from); use objective: mlm"
+        )
+
     def collator(self, seed: int | None) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
         """Turns packed items (input_ids, word_start, sample_id) into a batch; draws from torch's global RNG
         when `seed` is None (pretraining seeds each batch from its draw ids), from its own seed otherwise."""
@@ -99,4 +105,13 @@ def get_objective(name: str) -> type[Objective]:
     return _REGISTRY[name]
 
 
-from mlm.objectives import mlm as _mlm  # noqa: E402,F401  (registers the built-in objectives)
+def _register_builtins() -> None:
+    """Import every module of this package: each registers its objectives (a new file needs no other edit)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_register_builtins()

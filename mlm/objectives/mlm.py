@@ -36,15 +36,31 @@ def perplexity(eval_loss: float | None) -> float | None:
     return float(np.exp(min(eval_loss, 50.0))) if eval_loss is not None else None
 
 
+def masking_collator(cfg: Any, tokenizer: Any, seed: int | None) -> MaskingCollator:
+    """The masking collator for the masking options of `cfg` and `tokenizer`'s special tokens."""
+    return MaskingCollator(
+        as_group(cfg, MaskingConfig),
+        vocab_size=len(tokenizer),
+        mask_token_id=tokenizer.mask_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        special_token_ids=sorted(set(tokenizer.all_special_ids)),
+        seed=seed,
+    )
+
+
 def masking_text(masking: MaskingConfig) -> str:
     """How the masking is described on the model card."""
-    rate = f"{masking.mlm_probability:.0%} of " + ("whole words" if masking.whole_word_mask else "tokens")
+    rate = f"{masking.mlm_probability:.0%}"
+    if masking.mlm_probability_final is not None:
+        rate += f" falling to {masking.mlm_probability_final:.0%}"
+    rate += " of " + ("whole words" if masking.whole_word_mask else "tokens")
     kept = 1 - masking.mask_replace_prob - masking.random_replace_prob
     split = (
         f"{masking.mask_replace_prob:.0%} [MASK] / {masking.random_replace_prob:.0%} random / {kept:.0%} kept"
     )
     fixed = ", the same count in every sequence" if masking.fixed_count_masking else ""
-    return f"{rate} ({split}){fixed}"
+    spans = f", in spans of {masking.mask_span_mean:g} on average" if masking.mask_span_mean > 1 else ""
+    return f"{rate}{spans} ({split}){fixed}"
 
 
 @register
@@ -60,16 +76,13 @@ class MaskedLanguageModelling(Objective):
 
         return build_model(model_config, masked_only_head=self.cfg.masked_only_head)
 
+    def from_pretrained(self, name: str) -> PreTrainedModel:
+        from mlm.modeling import load_masked_lm
+
+        return load_masked_lm(name, masked_only_head=self.cfg.masked_only_head)
+
     def collator(self, seed: int | None) -> MaskingCollator:
-        tok = self.tokenizer
-        return MaskingCollator(
-            as_group(self.cfg, MaskingConfig),
-            vocab_size=len(tok),
-            mask_token_id=tok.mask_token_id,
-            pad_token_id=tok.pad_token_id,
-            special_token_ids=sorted(set(tok.all_special_ids)),
-            seed=seed,
-        )
+        return masking_collator(self.cfg, self.tokenizer, seed)
 
     def compute_metrics(self, eval_pred: Any) -> dict[str, float]:
         return masked_accuracy(eval_pred)

@@ -1,0 +1,199 @@
+"""Objectives study: what learns most per minute of CPU, objective (mlm, electra) x architecture (bert,
+modernbert) x preset (tiny, mini), at equal wall-clock, on two domains of different kinds.
+
+    .venv/bin/python benchmarks/objectives.py --stage screen     # every config at --screen-minutes
+    .venv/bin/python benchmarks/objectives.py --stage confirm --configs electra-bert-tiny,mlm-bert-tiny,...
+    .venv/bin/python benchmarks/objectives.py --quick            # smoke run: 1 minute each, one seed
+
+Run it on an idle machine: every pretraining runs alone, with all threads, for the same wall-clock budget
+(`max_time_minutes`; the step count and schedule are fitted to it), so a config that learns more per token
+or runs more tokens per second wins. For each domain the data steps (prepare, tokenizer, pack) are shared.
+
+Domains: IMDB (`recipes/imdb_pretrain.yaml`: the 50,000 unlabelled reviews), scored on SST-2 and IMDB with
+`suites/imdb_sst2_cpu.yaml` (full training subset and 1% of it), and the built-in documentation corpus
+(`recipes/demo.yaml`), scored on the demo task, so that no default is chosen for movie reviews alone. Each
+pretrained model is fine-tuned with `mlm evaluate` beside the same architecture from scratch and TF-IDF.
+
+Rows (one per config, task, split, method and label fraction, with per-seed values) go to
+benchmarks/results/objectives-YYYYMMDD.jsonl; the table is printed and written to BENCHMARKS.md between its
+markers with `--write-md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from common import write_marked_section  # noqa: E402  (benchmarks/, the script's folder)
+
+from data_prep.io import read_json  # noqa: E402
+from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
+from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
+
+START, END = "<!-- objectives:start -->", "<!-- objectives:end -->"
+CONFIGS = {  # name -> pretraining options on top of the domain's recipe
+    f"{objective}-{arch}-{preset}": {"objective": objective, "architecture": arch, "preset": preset}
+    for preset in ("tiny", "mini")
+    for arch in ("bert", "modernbert")
+    for objective in ("mlm", "electra")
+    if not (objective == "electra" and arch == "modernbert")  # ELECTRA builds its own (BERT-style) blocks
+}
+DOMAINS = {
+    "imdb": {"recipe": "recipes/imdb_pretrain.yaml", "suite": "suites/imdb_sst2_cpu.yaml", "tasks": None},
+    "pydocs": {"recipe": "recipes/demo.yaml", "suite": None, "tasks": None},
+}
+DEMO_SUITE = {  # the demo task as a suite (recipes/demo.yaml fine-tunes on it)
+    "name": "pydocs_demo",
+    "seeds": 3,
+    "finetune": {"learning_rate": 3.0e-4, "num_train_epochs": 4, "per_device_train_batch_size": 32},
+    "tasks": {
+        "demo": {
+            "train": "builtin:pydocs@train",
+            "dev": "builtin:pydocs@validation",
+            "test": "builtin:pydocs@test",
+            "metrics": ["accuracy", "f1_macro"],
+        }
+    },  # fmt: skip
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def study_recipe(domain: str, name: str, minutes: float, out: Path) -> Path:
+    """The domain's recipe with this config's pretraining options, its own pretrain folder, shared data."""
+    base = yaml.safe_load((ROOT / DOMAINS[domain]["recipe"]).read_text())
+    shared = out / domain / "data"
+    recipe = {k: v for k, v in base.items() if k not in ("finetune", "report")}
+    recipe.update(name=f"{domain}-{name}", output_dir=str(out / domain / name))
+    recipe["prepare"] = {**base["prepare"], "output_dir": str(shared / "prepared")}
+    recipe["tokenizer"] = {**base["tokenizer"], "output_dir": str(shared / "tokenizer")}
+    recipe["pack"] = {**base["pack"], "output_dir": str(shared / "packed")}
+    pre = {**base["pretrain"], **CONFIGS[name], "max_time_minutes": minutes, "keep_checkpoints": False}
+    pre.pop("max_steps", None)
+    recipe["pretrain"] = pre
+    path = out / "recipes" / f"{domain}-{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def suite_for(domain: str, out: Path, seeds: int) -> str:
+    if DOMAINS[domain]["suite"]:
+        return DOMAINS[domain]["suite"]
+    path = out / "recipes" / "pydocs_demo_suite.yaml"
+    path.write_text(yaml.safe_dump({**DEMO_SUITE, "seeds": seeds}, sort_keys=False))
+    return str(path)
+
+
+def pretrain_config(domain: str, name: str, minutes: float, out: Path) -> dict:
+    """Pretrain one config (reused when finished with the same recipe); its metrics."""
+    recipe = study_recipe(domain, name, minutes, out)
+    log(f"[objectives] {domain} {name}: pretraining for {minutes:g} min")
+    run_recipe(RunConfig(recipe=str(recipe), steps=["prepare", "tokenizer", "pack", "pretrain"]), log=log)
+    folder = Path(plan_recipe(RunConfig(recipe=str(recipe))).configs["pretrain"].output_dir)
+    return {"folder": folder, "metrics": read_json(folder / "metrics.json")}
+
+
+def score(domain: str, name: str, run: dict, args, out: Path, first: bool) -> list[dict]:
+    """`mlm evaluate` of one pretrained config (scratch and TF-IDF rows once per domain)."""
+    results = evaluate(
+        EvaluateConfig(
+            model=str(run["folder"] / "final"),
+            suite=suite_for(domain, out, args.seeds),
+            output_dir=str(out / domain / name / "evaluate"),
+            seeds=args.seeds,
+            label_fractions=args.label_fractions.split(","),
+            no_scratch=not first,
+            no_tfidf=not first,
+        ),
+        log=log,
+    )
+    rows = []
+    for r in results["rows"]:
+        if r.get("intermediate"):
+            continue
+        s = r["metrics"].get("accuracy") or r["metrics"][r["metric"]]
+        row = {"domain": domain, "config": name if r["method"] == "pretrained" else r["method"],
+               "task": r["task"], "split": r["split"], "method": r["method"],
+               "label_fraction": r["label_fraction"], "accuracy": round(s["median"], 4),
+               "values": [round(v, 4) for v in s["values"]]}  # fmt: skip
+        if r["method"] == "pretrained":
+            m = run["metrics"]
+            row.update(CONFIGS[name], steps=m.get("steps"), tokens_seen=m.get("tokens_seen"),
+                       tokens_per_second=round(m.get("train_tokens_per_second") or 0),
+                       eval_loss=m.get("eval_loss"), minutes=args.minutes)  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Markdown: one row per config, one column per (domain, task, split, label fraction)."""
+    cols = sorted({(r["domain"], r["task"], r["split"], r["label_fraction"]) for r in rows})
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    head = ["| config | tokens seen | " + " | ".join(f"{d}/{t} {s} {f:.0%}" for d, t, s, f in cols) + " |"]
+    head.append("|---|---|" + "---|" * len(cols))
+    cell = {(r["config"], r["domain"], r["task"], r["split"], r["label_fraction"]): r for r in rows}
+    for c in configs:
+        seen = next((r.get("tokens_seen") for r in rows if r["config"] == c and r.get("tokens_seen")), None)
+        vals = [cell.get((c, *col)) for col in cols]
+        text = [f"{v['accuracy']:.3f}" if v else "-" for v in vals]
+        head.append(f"| {c} | {f'{seen:,}' if seen else '-'} | " + " | ".join(text) + " |")
+    return head
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stage", choices=["screen", "confirm"], default="screen")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names from CONFIGS")
+    p.add_argument("--domains", default="imdb,pydocs")
+    p.add_argument("--minutes", type=float, default=None, help="pretraining budget (screen 8, confirm 28)")
+    p.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds (screen 1, confirm 3)")
+    p.add_argument("--label-fractions", default="0.01,1.0")
+    p.add_argument("--output-dir", default="runs/objectives")
+    p.add_argument("--results-dir", default="benchmarks/results")
+    p.add_argument("--write-md", action="store_true", help="write the table into BENCHMARKS.md")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 minute, 1 seed, tiny configs, pydocs")
+    args = p.parse_args()
+    if args.quick:
+        args.minutes, args.seeds, args.domains = 1.0, 1, "pydocs"
+        args.configs = "mlm-bert-tiny,electra-bert-tiny,mlm-modernbert-tiny"
+    args.minutes = args.minutes or (8.0 if args.stage == "screen" else 28.0)
+    args.seeds = args.seeds or (1 if args.stage == "screen" else 3)
+    os.chdir(ROOT)
+    out, started, rows = Path(args.output_dir) / args.stage, time.perf_counter(), []
+    for domain in args.domains.split(","):
+        for i, name in enumerate(args.configs.split(",")):
+            run = pretrain_config(domain, name, args.minutes, out)
+            rows += score(domain, name, run, args, out, first=i == 0)
+    day = datetime.date.today().strftime("%Y%m%d")
+    jsonl = Path(args.results_dir) / f"objectives-{args.stage}-{day}.jsonl"
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = table(rows)
+    print("\n".join(lines))
+    if args.write_md:
+        intro = (f"## Objectives study ({args.stage})\n\n`benchmarks/objectives.py --stage {args.stage}`: "
+                 f"{args.minutes:g} min of pretraining per config on 2 CPU cores, {args.seeds} fine-tuning "
+                 f"seed(s), accuracy median. Rows: `{jsonl}`.\n")  # fmt: skip
+        write_marked_section(Path("BENCHMARKS.md"), START, END, [START, intro, *lines, END])
+    log(f"[objectives] done in {(time.perf_counter() - started) / 60:.1f} min; rows in {jsonl}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
