@@ -164,6 +164,21 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike, is_main: b
     raise UserError(f"resume: checkpoint not found: {resume}")
 
 
+def find_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | None:
+    """The local checkpoint `resume` names, found without changing anything (no clean-up, no download): for a
+    check before the run claims its folder. None for a fresh run or a Hub repo id."""
+    value = str(resume or "").lower()
+    if not value or value in ("false", "no", "none"):
+        return None
+    if value in ("latest", "true", "yes", "auto"):
+        out = Path(output_dir)
+        return latest_complete_checkpoint(out)[0] if out.is_dir() else None
+    if Path(resume).is_dir():
+        check_checkpoint(resume)
+        return Path(resume)
+    return None
+
+
 def resumed_step(resume_from: str | None) -> int:
     """The optimizer step a run resumed from `resume_from` starts at (0 for a fresh run)."""
     if not resume_from:

@@ -78,13 +78,14 @@ def not_a_model(folder: Path, what: str = "model") -> str:
 
 
 def check_model_folder(name: str | os.PathLike, what: str = "model") -> None:
-    """When `name` is a local folder: a UserError unless it holds a model whose config and weights are whole."""
+    """When `name` is a local folder: a UserError unless it holds a model whose config, tokenizer files and
+    weights are whole."""
     folder = Path(os.path.expanduser(str(name)))
     if not folder.is_dir():
         return
     if not (folder / "config.json").is_file():
         raise UserError(not_a_model(folder, what))
-    config = read_json(folder / "config.json")
-    if not isinstance(config, dict):
-        raise CorruptFileError(f"{folder / 'config.json'} is damaged: expected a JSON object")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        if (folder / name).is_file() and not isinstance(read_json(folder / name), dict):
+            raise CorruptFileError(f"{folder / name} is damaged: expected a JSON object")
     check_weights(folder)

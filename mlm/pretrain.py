@@ -20,6 +20,7 @@ from mlm.checkpoints import (
     DATA_KEY,
     check_resume_config,
     checkpoint_step,
+    find_resume,
     remove_unfinished,
     resolve_resume,
     resumed_step,
@@ -197,6 +198,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     data = load_data(cfg)
     inputs = _inputs(cfg, data)
     check_output(Path(cfg.output_dir) / FINAL_DIR, PRETRAIN_STEP, inputs)
+    check_resume(cfg, data)
     with output_folder(
         cfg.output_dir, PRETRAIN_STEP, inputs, in_place=True, own=_only_checkpoints, config=asdict(cfg)
     ):
@@ -210,6 +212,14 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
 def _inputs(cfg: PretrainConfig, data: PretrainData) -> dict[str, str]:
     return {"data_dir": cfg.data_dir, "tokenizer_dir": data.tokenizer_dir}
+
+
+def check_resume(cfg: PretrainConfig, data: PretrainData) -> None:
+    """The checkpoint this run would resume from was trained with the same settings: checked before the run
+    claims its folder, so a refusal changes nothing (a Hub checkpoint is checked once downloaded)."""
+    checkpoint = None if cfg.force else find_resume(cfg.resume, cfg.output_dir)
+    if checkpoint is not None:
+        check_resume_config(checkpoint, step_record(cfg, data.tokenizer_dir), cfg.output_dir)
 
 
 def _only_checkpoints(folder: Path) -> bool:
@@ -237,6 +247,8 @@ def load_data(cfg: PretrainConfig) -> PretrainData:
     """The packed folder and its tokenizer, checked against each other."""
     from transformers import AutoTokenizer
 
+    from data_prep.tokenizer import tokenizer_fingerprint
+
     splits, meta = load_packed(cfg.data_dir)
     tokenizer_dir = cfg.tokenizer_dir or meta.get("config", {}).get("tokenizer_dir")
     if not tokenizer_dir:
@@ -247,22 +259,23 @@ def load_data(cfg: PretrainConfig) -> PretrainData:
         raise UserError(f"tokenizer folder not found: {tokenizer_dir}")
     if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         raise UserError(f"tokenizer folder {tokenizer_dir} holds no tokenizer (no tokenizer.json)")
+    fingerprint = tokenizer_fingerprint(folder)  # a tokenizer.json that is not JSON is named here
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except Exception as e:  # a broken folder: transformers and tokenizers raise many types
         raise UserError(
             f"tokenizer {tokenizer_dir} could not be loaded: {str(e).strip().splitlines()[0]}"
         ) from None
-    check_tokenizer_matches_data(cfg, meta, tokenizer_dir, len(tokenizer))
+    check_tokenizer_matches_data(cfg, meta, tokenizer_dir, len(tokenizer), fingerprint)
     seq_len = len(splits["train"][0]["input_ids"])
     return PretrainData(splits, meta, tokenizer, str(tokenizer_dir), seq_len)
 
 
-def check_tokenizer_matches_data(cfg: PretrainConfig, meta: dict, tokenizer_dir: str, size: int) -> None:
-    """The tokenizer is the one the packed data was made with: the same size, and the same vocabulary,
-    normaliser and pre-tokenizer (the fingerprint `pack` recorded, when it did)."""
-    from data_prep.tokenizer import tokenizer_fingerprint
-
+def check_tokenizer_matches_data(
+    cfg: PretrainConfig, meta: dict, tokenizer_dir: str, size: int, found: str | None
+) -> None:
+    """The tokenizer (`size` tokens, fingerprint `found`) is the one the packed data was made with: the same
+    size, and the same vocabulary, normaliser and pre-tokenizer (the fingerprint `pack` recorded, if any)."""
     packed_vocab = packed_stats(cfg.data_dir).get("vocab_size")
     if packed_vocab is not None and packed_vocab != size:
         raise UserError(
@@ -270,7 +283,6 @@ def check_tokenizer_matches_data(cfg: PretrainConfig, meta: dict, tokenizer_dir:
             f"with a tokenizer of {packed_vocab} tokens; pass the tokenizer it was packed with"
         )
     recorded = meta.get("inputs", {}).get("tokenizer_fingerprint")
-    found = tokenizer_fingerprint(tokenizer_dir)
     if recorded and found and recorded != found:
         packed_with = meta.get("config", {}).get("tokenizer_dir") or "another tokenizer"
         raise UserError(

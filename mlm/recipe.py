@@ -134,13 +134,15 @@ def check_plan(plan: Plan) -> None:
     for step, cfg in plan.configs.items():
         _in_section(plan, step, cfg.validate)
     _in_section(plan, "pack", lambda: _check_sequence_lengths(plan))
-    _in_section(plan, "pretrain", lambda: _check_model_shape(plan))
+    positions = _in_section(plan, "pretrain", lambda: _model_positions(plan))
+    _in_section(plan, "finetune", lambda: _check_finetune_length(plan, positions))
 
 
-def _in_section(plan: Plan, step: str, check: Callable[[], None]) -> None:
-    """Run `check`; its UserError is reported as one line naming the recipe and the section."""
+def _in_section(plan: Plan, step: str, check: Callable[[], Any]) -> Any:
+    """Run `check` (and return what it returns); its UserError is reported as one line naming the recipe and
+    the section."""
     try:
-        check()
+        return check()
     except UserError as e:
         message = str(e).removeprefix(f"{step}: ")
         raise UserError(f"{plan.path}: section '{step}': {message}") from None
@@ -166,43 +168,53 @@ def _check_sequence_lengths(plan: Plan) -> None:
             )
 
 
-def _check_model_shape(plan: Plan) -> None:
-    """The pretraining model takes the blocks this recipe packs, and the fine-tuning inputs."""
+def _model_positions(plan: Plan) -> int | None:
+    """The positions of the model the pretrain section builds, checked to take the blocks this recipe packs
+    (None without a pretrain section, or when it starts from a checkpoint, which has its own shape)."""
     from mlm.modeling import build_config
 
-    pre, pack, ft = plan.configs.get("pretrain"), plan.configs.get("pack"), plan.configs.get("finetune")
-    if pre is None:
-        return
+    pre, pack = plan.configs.get("pretrain"), plan.configs.get("pack")
+    if pre is None or pre.init_from:
+        return None
     seq = pack.max_seq_length if pack and _made_here(plan, "pretrain", "pack", pre.data_dir) else 8
     config = build_config(pre.preset, 64, seq, overrides=pre.model_overrides,
-                          attn_implementation=pre.attn_implementation)  # fmt: skip
-    if ft and _made_here(plan, "finetune", "pretrain", ft.model):
-        if ft.max_seq_length > config.max_position_embeddings:
-            raise UserError(
-                f"the finetune section's max_seq_length {ft.max_seq_length} is longer than the pretrained "
-                f"model's max_position_embeddings {config.max_position_embeddings}"
-            )
+                          attn_implementation=pre.attn_implementation, architecture=pre.architecture)  # fmt: skip
+    return config.max_position_embeddings
+
+
+def _check_finetune_length(plan: Plan, positions: int | None) -> None:
+    """Fine-tuning inputs fit the model this recipe pretrains."""
+    ft = plan.configs.get("finetune")
+    if (
+        ft
+        and positions
+        and _made_here(plan, "finetune", "pretrain", ft.model)
+        and ft.max_seq_length > positions
+    ):
+        raise UserError(
+            f"max_seq_length {ft.max_seq_length} is longer than the pretrained model's "
+            f"max_position_embeddings {positions}"
+        )
 
 
 def check_resume_up_front(plan: Plan, run: RunConfig, wanted: list[str]) -> None:
     """An interrupted pretraining run that `mlm run` would resume was trained with the same settings (the
-    same check pretraining makes when it resumes, made before the steps ahead of it run)."""
-    from mlm.checkpoints import check_resume_config, latest_complete_checkpoint
+    check pretraining makes when it resumes, made before the steps ahead of it run)."""
+    from mlm.checkpoints import check_resume_config, find_resume
 
     cfg = plan.configs.get("pretrain")
     if cfg is None or "pretrain" not in wanted or run.force or cfg.force:
         return
     folder = Path(cfg.output_dir)
-    if not folder.is_dir() or (folder / FINGERPRINT_FILE).is_file():  # none, or finished: never resumed
+    if (folder / FINGERPRINT_FILE).is_file():  # a finished run: moved aside, never resumed
         return
-    if str(cfg.resume).lower() in ("auto", "latest", "true", "yes"):
-        last, _ = latest_complete_checkpoint(folder)
-        if last is not None:
-            _in_section(
-                plan,
-                "pretrain",
-                lambda: check_resume_config(last, {"config": dataclasses.asdict(cfg)}, folder),
-            )
+
+    def check() -> None:
+        checkpoint = find_resume(cfg.resume, folder)
+        if checkpoint is not None:
+            check_resume_config(checkpoint, {"config": dataclasses.asdict(cfg)}, folder)
+
+    _in_section(plan, "pretrain", check)
 
 
 # --- reuse: fingerprints of each step's config, inputs and upstream steps ---------------------------------
@@ -307,6 +319,9 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
     run.validate()
     plan = plan_recipe(run)
     check_plan(plan)
+    wanted = [s for s in STEPS if s in plan.configs and (not run.steps or s in run.steps)]
+    fingerprints = step_fingerprints(plan, wanted)
+    check_resume_up_front(plan, run, wanted)
     rank, world = _launch()
     if rank != 0:
         log = _quiet
@@ -314,7 +329,7 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
         plan.output_dir, "run", recipe_inputs(run, plan), in_place=True, own=_earlier_recipe,
         config=dataclasses.asdict(run), main=rank == 0,
     ):  # fmt: skip
-        return _run_steps(run, plan, log, rank, world)
+        return _run_steps(run, plan, fingerprints, wanted, log, rank, world)
 
 
 def recipe_inputs(run: RunConfig, plan: Plan) -> dict[str, list[str]]:
@@ -341,12 +356,10 @@ def _earlier_recipe(folder: Path) -> bool:
 
 
 def _run_steps(
-    run: RunConfig, plan: Plan, log: Callable[[str], None], rank: int, world: int
-) -> dict[str, Any]:
-    """Each wanted step in order, skipping those whose config and inputs are unchanged."""
-    wanted = [s for s in STEPS if s in plan.configs and (not run.steps or s in run.steps)]
-    fingerprints = step_fingerprints(plan, wanted)
-    check_resume_up_front(plan, run, wanted)
+    run: RunConfig, plan: Plan, fingerprints: dict[str, str], wanted: list[str],
+    log: Callable[[str], None], rank: int, world: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Each wanted step in order, skipping those whose fingerprint (config and inputs) is unchanged."""
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}
     for step in STEPS:
