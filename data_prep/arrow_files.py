@@ -13,7 +13,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.errors import UserError
+from data_prep.errors import CorruptFileError, UserError
+from data_prep.io import read_json
 
 
 def shard_name(index: int, count: int) -> str:
@@ -30,6 +31,68 @@ def split_files(split_dir: str | os.PathLike) -> list[Path]:
     if not files or not all(f.is_file() for f in files):
         raise UserError(f"{split_dir} is not a split saved by `datasets` (no state.json listing its files)")
     return files
+
+
+def saved_files(folder: str | os.PathLike) -> list[Path]:
+    """Every Arrow file a `save_to_disk` folder (a DatasetDict or one Dataset) lists, checked to be there.
+
+    A folder that is not a saved dataset is a UserError; a listed file that is missing, or a record that is
+    not valid JSON, is a `CorruptFileError` naming it."""
+    folder = Path(folder)
+    if (folder / "dataset_dict.json").is_file():
+        record = read_json(folder / "dataset_dict.json")
+        splits = record.get("splits") if isinstance(record, dict) else None
+        if not isinstance(splits, list):
+            raise CorruptFileError(f"{folder / 'dataset_dict.json'} is damaged: it lists no splits")
+        split_dirs = [folder / str(s) for s in splits]
+    elif (folder / "state.json").is_file():
+        split_dirs = [folder]
+    else:
+        raise UserError(f"{folder} is not a saved dataset folder (no dataset_dict.json)")
+    files = []
+    for split_dir in split_dirs:
+        if not (split_dir / "state.json").is_file():
+            raise CorruptFileError(f"{split_dir / 'state.json'} is missing: {folder} is incomplete")
+        state = read_json(split_dir / "state.json")
+        listed = state.get("_data_files") if isinstance(state, dict) else None
+        if not isinstance(listed, list) or not all(isinstance(f, dict) for f in listed):
+            raise CorruptFileError(f"{split_dir / 'state.json'} is damaged: it lists no Arrow files")
+        for name in [f.get("filename") for f in listed]:
+            if not (split_dir / str(name)).is_file():
+                raise CorruptFileError(f"{split_dir / str(name)} is missing: {folder} lost one of its shards")
+            files.append(split_dir / str(name))
+    return files
+
+
+def damaged_arrow_file(files: list[Path]) -> tuple[Path, str] | None:
+    """The first of `files` that does not read as a whole Arrow stream, and why (None when all do)."""
+    import pyarrow as pa
+
+    for path in files:
+        try:
+            with pa.memory_map(str(path)) as src:
+                pa.ipc.open_stream(src).read_all()
+        except (OSError, pa.ArrowException) as e:
+            return path, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return None
+
+
+def load_saved(folder: str | os.PathLike):  # -> datasets.Dataset | datasets.DatasetDict
+    """`datasets.load_from_disk(folder)`, with a missing, damaged or cut-short file named in one line."""
+    import datasets
+    import pyarrow as pa
+
+    files = saved_files(folder)
+    try:
+        return datasets.load_from_disk(str(folder))
+    except (OSError, ValueError, pa.ArrowException) as e:
+        bad = damaged_arrow_file(files)
+        if bad is not None:
+            raise CorruptFileError(
+                f"{bad[0]} is damaged or cut short ({bad[1]}); remove {folder} and run the step that wrote it again"
+            ) from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{folder} could not be read as a saved dataset: {reason}") from None
 
 
 def iter_record_batches(files: list[Path]) -> Iterator:  # -> Iterator[pyarrow.RecordBatch]

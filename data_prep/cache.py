@@ -9,7 +9,9 @@ The one "reuse if unchanged" rule of the project (recipe steps, `mlm evaluate`'s
         store(folder / "some_record.json", key, result=...)
 
 A record is `{"fingerprint": key, **fields}`. It lives here, not in `mlm`, because `data_prep` never imports
-`mlm` and both use it.
+`mlm` and both use it. Input files are identified by content, not only by name: `file_digest` (size,
+modification time and a hash of the bytes: all of a small file, the head and tail of a large one), and
+folders by the digests of their files (`folder_digest`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from data_prep.io import read_json, write_json
@@ -48,3 +51,37 @@ def lookup(record: str | os.PathLike, key: str) -> dict[str, Any] | None:
 def store(record: str | os.PathLike, key: str, **fields: Any) -> None:
     """Write `{"fingerprint": key, **fields}` to `record` (atomically): the work for `key` is done."""
     write_json(record, {FINGERPRINT_KEY: key, **fields})
+
+
+WHOLE_FILE_BYTES = 1 << 20  # files up to this size are hashed whole
+SAMPLE_BYTES = 512 << 10  # larger ones by their first and last SAMPLE_BYTES (with their size and mtime)
+
+
+def file_digest(path: str | os.PathLike) -> dict[str, Any]:
+    """What identifies a file's content: absolute path, size, modification time and the sha256 of its bytes
+    (a small file whole; a large one's head and tail, so that a run over many large files stays cheap)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        if st.st_size <= WHOLE_FILE_BYTES:
+            h.update(f.read())
+        else:
+            h.update(f.read(SAMPLE_BYTES))
+            f.seek(st.st_size - SAMPLE_BYTES)
+            h.update(f.read(SAMPLE_BYTES))
+    return {"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()[:32]}
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """A hash of the digests of every file under `folder` (hidden files and folders left out), by relative
+    path: it changes when a file is added, removed or edited."""
+    root = Path(folder).resolve()
+    h = hashlib.sha256()
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(f for f in files if not f.startswith(".")):
+            path = Path(dirpath) / name
+            digest = {**file_digest(path), "path": path.relative_to(root).as_posix()}
+            h.update(json.dumps(digest, sort_keys=True).encode())
+    return h.hexdigest()[:32]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from data_prep.errors import UserError
+from data_prep.errors import CorruptFileError, UserError
 
 
 @contextlib.contextmanager
@@ -62,7 +62,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON in `path`; a file that is not valid JSON (cut short, overwritten) is a `CorruptFileError`
+    naming it. A missing file is still an `OSError`."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise CorruptFileError(f"{p} is damaged: not valid JSON ({e})") from None
 
 
 def match_file_modes(folder: str | os.PathLike, pattern: str = "*.safetensors") -> None:

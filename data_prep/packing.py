@@ -26,12 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.arrow_files import iter_text_batches, shard_name, write_dataset_dict, write_split_metadata
+from data_prep.arrow_files import (
+    iter_text_batches,
+    load_saved,
+    shard_name,
+    write_dataset_dict,
+    write_split_metadata,
+)
 from data_prep.errors import UserError
 from data_prep.io import write_json
 from data_prep.outputs import output_folder
 from data_prep.progress import bar
 from data_prep.steps import file_fingerprint, folder_fingerprint, write_step_metadata
+from data_prep.tokenizer import tokenizer_fingerprint
 
 STEP = "pack"
 MIN_SEQ_LENGTH = 8
@@ -359,7 +366,7 @@ def pack(cfg: PackConfig) -> dict:
     start = time.time()
     tok = load_tokenizer(cfg.tokenizer_dir, cfg.max_seq_length)
     special = {"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id}
-    data = datasets.load_from_disk(cfg.data_dir)
+    data = load_saved(cfg.data_dir)
     if not isinstance(data, datasets.DatasetDict):
         data = datasets.DatasetDict({"train": data})
     for split, ds in data.items():
@@ -416,6 +423,7 @@ def pack(cfg: PackConfig) -> dict:
             "tokenizer": file_fingerprint(Path(tokenizer_dir) / "tokenizer.json", hash_content=True),
             "max_seq_length": cfg.max_seq_length,
             "vocab_size": len(tok),
+            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_dir),
         }
         write_step_metadata(tmp, STEP, config, inputs)
     summary = ", ".join(f"{s} {v['blocks']} blocks" for s, v in per_split.items())

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from data_prep.cache import file_digest
 from data_prep.errors import UserError
 
 SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -189,13 +190,12 @@ def _dir_files(folder: Path) -> list[str]:
 
 
 def corpus_fingerprint(sources: list[Source], **options: Any) -> str:
-    """A short hash of the sources (files by path, size and mtime), the reading rules and options."""
+    """A short hash of the sources (files by content: `cache.file_digest`), the reading rules and options."""
     h = hashlib.sha256(_CACHE_VERSION.encode())
     for s in sources:
         h.update(repr((s.kind, s.name, s.config, s.split)).encode())
         if s.kind == "file":
-            st = os.stat(s.name)
-            h.update(repr((os.path.abspath(s.name), st.st_size, st.st_mtime_ns)).encode())
+            h.update(json.dumps(file_digest(s.name), sort_keys=True).encode())
         elif s.kind == "builtin":
             h.update(sys.version.encode())
     h.update(json.dumps(options, sort_keys=True, default=str).encode())

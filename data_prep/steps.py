@@ -51,11 +51,14 @@ def folder_fingerprint(folder: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def write_step_metadata(folder: str | os.PathLike, step: str, config: Any, inputs: dict) -> dict:
-    """Write `folder/mlm_step.json` = {"step", "config", "versions", "inputs"} and return it."""
+def write_step_metadata(
+    folder: str | os.PathLike, step: str, config: Any, inputs: dict, **facts: Any
+) -> dict:
+    """Write `folder/mlm_step.json` = {"step", "config", "versions", "inputs", **facts} and return it
+    (`facts`: what the step says of its output, e.g. `tokenizer_fingerprint`)."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
-    meta = {"step": step, "config": dict(config), "versions": package_versions(), "inputs": inputs}
+    meta = {"step": step, "config": dict(config), "versions": package_versions(), "inputs": inputs, **facts}
     write_json(Path(folder) / STEP_FILE, meta)
     return meta
 

@@ -10,6 +10,7 @@ produces [UNK]; offsets trimmed of the leading space), "unigram" (SentencePiece-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -18,8 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.errors import UserError
-from data_prep.io import write_json
+from data_prep.arrow_files import load_saved
+from data_prep.errors import CorruptFileError, UserError
+from data_prep.io import read_json, write_json
 from data_prep.outputs import output_folder
 from data_prep.progress import bar
 from data_prep.sources import corpus_options, iter_corpus
@@ -113,6 +115,21 @@ class TokenizerConfig:
     def rounded_vocab_size(self) -> int:
         """`vocab_size` rounded up to a multiple of 64."""
         return math.ceil(self.vocab_size / VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def tokenizer_fingerprint(folder: str | os.PathLike) -> str | None:
+    """The identity of the tokenizer saved in `folder`: a hash of what decides how text becomes ids (the
+    vocabulary model, normaliser, pre-tokenizer and added tokens of its tokenizer.json), not of settings such
+    as padding or truncation. Equal for a copy re-saved by `save_pretrained`; None without tokenizer.json."""
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    spec = read_json(path)
+    if not isinstance(spec, dict):
+        raise CorruptFileError(f"{path} is damaged: not a tokenizer (expected a JSON object)")
+    parts = {key: spec.get(key) for key in ("model", "normalizer", "pre_tokenizer", "added_tokens")}
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def build_untrained(cfg: TokenizerConfig):  # -> (tokenizers.Tokenizer, trainer)
@@ -247,9 +264,7 @@ def _fast_class(backend: dict) -> dict:
 def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
     """Batches of training texts, in order, until `max_train_bytes` UTF-8 bytes were given."""
     if cfg.data_dir:
-        import datasets
-
-        dd = datasets.load_from_disk(cfg.data_dir)
+        dd = load_saved(cfg.data_dir)
         if "train" not in dd:
             raise UserError(
                 f"tokenizer: data_dir {cfg.data_dir} has no 'train' split; splits: {', '.join(dd)}"
@@ -345,7 +360,7 @@ def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenize
         write_json(tmp / "stats.json", stats)
         inputs = {"data_dir": folder_fingerprint(cfg.data_dir)} if cfg.data_dir else {"corpus": cfg.corpus}
         inputs.update(train_documents=seen["documents"], train_bytes=seen["bytes"])
-        write_step_metadata(tmp, STEP, cfg, inputs)
+        write_step_metadata(tmp, STEP, cfg, inputs, tokenizer_fingerprint=tokenizer_fingerprint(tmp))
     print(
         f"tokenizer: {cfg.kind}, {len(hf_tok)} tokens ({stats['unused_tokens']} unused) from "
         f"{seen['documents']} documents ({seen['bytes'] / 1e6:.1f} MB) -> {cfg.output_dir}"

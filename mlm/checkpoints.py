@@ -3,7 +3,10 @@
 - `mark_complete` writes `checkpoint_complete.json` into a checkpoint once every process has written
   everything (with the data position, `blocks_consumed`); `latest_complete_checkpoint` picks the newest
   checkpoint that has it, so a checkpoint cut short by a kill is never resumed from.
-- `resolve_resume` turns the `resume` option (latest, a folder, a Hub repo id) into a checkpoint folder.
+- `resolve_resume` turns the `resume` option (latest, a folder, a Hub repo id) into a checkpoint folder, and
+  checks a folder given by name is a whole checkpoint (a file cut short is named).
+- `check_resume_config`: each checkpoint holds the run's config (`mlm_step.json`); resuming with other values
+  of the options that change what is trained (RESUME_FREE lists those that do not) is refused, naming them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-from data_prep.errors import UserError
+from data_prep.errors import CorruptFileError, UserError
 from data_prep.io import read_json
 
 COMPLETE_FILE = "checkpoint_complete.json"
@@ -151,6 +154,7 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike, is_main: b
             raise UserError(f"resume: no checkpoint found in {out}")
         return str(last)
     if Path(resume).is_dir():
+        check_checkpoint(resume)
         return str(resume)
     from mlm.hub import looks_like_repo_id
     from mlm.hub import resolve_resume as resolve_hub_resume
@@ -158,6 +162,21 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike, is_main: b
     if looks_like_repo_id(resume):
         return resolve_hub_resume(resume, str(Path(output_dir) / "hub_resume"))
     raise UserError(f"resume: checkpoint not found: {resume}")
+
+
+def find_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | None:
+    """The local checkpoint `resume` names, found without changing anything (no clean-up, no download): for a
+    check before the run claims its folder. None for a fresh run or a Hub repo id."""
+    value = str(resume or "").lower()
+    if not value or value in ("false", "no", "none"):
+        return None
+    if value in ("latest", "true", "yes", "auto"):
+        out = Path(output_dir)
+        return latest_complete_checkpoint(out)[0] if out.is_dir() else None
+    if Path(resume).is_dir():
+        check_checkpoint(resume)
+        return Path(resume)
+    return None
 
 
 def resumed_step(resume_from: str | None) -> int:
@@ -176,3 +195,98 @@ def stream_start(resume_from: str | None, global_batch: int) -> int:
     if data.get("streaming") and "blocks_consumed" in data:
         return int(data["blocks_consumed"])
     return resumed_step(resume_from) * global_batch  # no position saved: every step took one global batch
+
+
+def check_checkpoint(folder: str | os.PathLike) -> None:
+    """A folder given to resume from is a whole checkpoint: a UserError naming the missing or cut-short file."""
+    from mlm.model_folder import check_model_folder
+
+    folder = Path(folder)
+    if (folder / COMPLETE_FILE).is_file() and read_complete(folder) is None:
+        raise CorruptFileError(
+            f"resume: checkpoint {folder} is incomplete: {_damage(folder)}; resume from another checkpoint"
+        )
+    if not (folder / "trainer_state.json").is_file():
+        raise UserError(
+            f"resume: {folder} is not a checkpoint (no trainer_state.json); give a checkpoint-N folder"
+        )
+    read_json(folder / "trainer_state.json")
+    check_model_folder(folder)
+
+
+def _damage(folder: Path) -> str:
+    """What differs from a checkpoint's completeness record: the first missing or resized file."""
+    try:
+        files = json.loads((folder / COMPLETE_FILE).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{COMPLETE_FILE} is damaged"
+    for rel, size in files.items():
+        path = folder / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if path.stat().st_size != size:
+            return f"{rel} is {path.stat().st_size} bytes, {size} when it was saved"
+    return f"{COMPLETE_FILE} is damaged"
+
+
+# Options that do not change what is trained: they may differ when a run resumes. Every other option does
+# (learning rate, seed, preset, batch size, objective, masking, schedule, length, precision, ...).
+RESUME_FREE = frozenset(
+    {
+        # where the run is, and how it resumes or restarts
+        "data_dir", "tokenizer_dir", "output_dir", "resume", "force",
+        # logging, progress, evaluation and saving
+        "logging_steps", "disable_tqdm", "report_to", "eval_steps", "max_eval_samples",
+        "per_device_eval_batch_size", "save_steps", "save_total_limit", "keep_checkpoints",
+        # the Hub and the model card
+        "push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo", "license", "language", "datasets",
+        # how long it trains: a finished run is extended by resuming it with more steps
+        "max_steps", "num_train_epochs", "max_time_minutes",
+        # how fast the same computation runs
+        "use_cpu", "torch_compile", "attn_implementation", "masked_only_head", "cpu_reuse_memory",
+        "dataloader_num_workers", "dataloader_pin_memory",
+    }
+)  # fmt: skip
+DATA_KEY = "data_fingerprint"  # the packed data's identity, in the step record's inputs
+
+
+def changed_options(saved: dict, current: dict) -> list[str]:
+    """The options that change what is trained whose value differs between two step records (`config`),
+    and "data_dir" when the packed data differs (`inputs.data_fingerprint`); as "key old -> new"."""
+    old, new = _plain(saved.get("config") or {}), _plain(current.get("config") or {})
+    changed = [
+        f"{k} {old[k]!r} -> {new[k]!r}"
+        for k in sorted(new)
+        if k not in RESUME_FREE and k in old and old[k] != new[k]
+    ]
+    before = (saved.get("inputs") or {}).get(DATA_KEY)
+    after = (current.get("inputs") or {}).get(DATA_KEY)
+    if before and after and before != after:
+        changed.append(f"data_dir (other packed data: {new.get('data_dir')})")
+    return changed
+
+
+def _plain(values: dict) -> dict:
+    return json.loads(json.dumps(values, default=str))
+
+
+def check_resume_config(checkpoint: str | os.PathLike, current: dict, output_dir: str | os.PathLike) -> None:
+    """Refuse to resume `checkpoint` (whose `mlm_step.json` holds the config it was trained with) under a
+    config `current` that trains something else; a checkpoint without the record is not checked."""
+    path = Path(checkpoint) / "mlm_step.json"
+    if not path.is_file():
+        return
+    changed = changed_options(read_json(path), current)
+    if changed:
+        raise UserError(
+            f"resume: {checkpoint} was trained with other settings: {'; '.join(changed)}. Resuming would mix two "
+            f"runs: set them back to resume, or start over with --force (deletes the checkpoints in {output_dir})"
+        )
+
+
+def start_over(output_dir: str | os.PathLike) -> None:
+    """`force`: delete every checkpoint of `output_dir`, so the run starts from step 0 and none is resumed."""
+    old = [p for _, p in _checkpoints(Path(output_dir))]
+    if old:
+        print(f"force: deleting {len(old)} checkpoint(s) of {output_dir} and starting over")
+        remove_checkpoints(old)

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from data_prep.errors import UserError
@@ -29,6 +30,8 @@ class FillMaskConfig:
     def validate(self) -> None:
         if not self.model or not self.text:
             raise UserError("fill-mask needs MODEL and TEXT")
+        if self.top_k < 1:
+            raise UserError(f"fill-mask: top_k must be >= 1, got {self.top_k}")
 
 
 # command -> (module:Config, module:function, positional fields, recipe section for --config, help)
@@ -93,9 +96,16 @@ def fill_mask(cfg: FillMaskConfig) -> list[dict]:
     """Top-k predictions for the mask token in `cfg.text`, printed as a table."""
     from transformers import pipeline
 
+    from mlm.model_folder import check_model_folder
+
+    check_model_folder(cfg.model)
     try:
         pipe = pipeline("fill-mask", model=cfg.model, tokenizer=cfg.model, top_k=cfg.top_k)
-    except OSError:
+    except (OSError, ValueError) as e:
+        if Path(cfg.model).exists():
+            raise UserError(
+                f"model {cfg.model} could not be loaded: {str(e).strip().splitlines()[0]}"
+            ) from None
         raise UserError(
             f"model not found: {cfg.model} (not a local folder, and not reachable on the Hub)"
         ) from None

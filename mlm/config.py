@@ -55,6 +55,8 @@ def _coerce(value: Any, tp: Any, name: str, where: str) -> Any:
             if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
                 return False
             raise ValueError(value)
+        if base in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
+            raise ValueError(value)  # YAML `true` is not 1, a list is not a number
         if base is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -62,10 +64,14 @@ def _coerce(value: Any, tp: Any, name: str, where: str) -> Any:
         if base is float:
             return float(value)
         if base is str:
+            if isinstance(value, (list, dict)):
+                raise ValueError(value)
             return str(value)
         if base is list:
             if isinstance(value, str):
                 return [v for v in (s.strip() for s in value.split(",")) if v]
+            if not isinstance(value, (list, tuple)) or any(isinstance(v, (list, dict)) for v in value):
+                raise ValueError(value)
             return [str(v) for v in value]
         if base is dict:
             if isinstance(value, str):
@@ -182,6 +188,10 @@ def load_yaml(path: str | Path) -> dict:
         raise UserError(f"recipe not found: {p}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as e:
         raise UserError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
     if data is None:

@@ -15,13 +15,14 @@ def load_packed(data_dir: str | Path):
     """Open a packed dataset folder; returns (DatasetDict, pack metadata)."""
     import datasets
 
+    from data_prep.arrow_files import load_saved
+
     path = Path(data_dir)
     if not path.is_dir():
         raise UserError(f"packed data not found: {path} (run `mlm pack` first)")
-    try:
-        dsd = datasets.load_from_disk(str(path))
-    except FileNotFoundError:
-        raise UserError(f"{path} is not a packed dataset folder (no dataset_dict.json)") from None
+    if not (path / "dataset_dict.json").is_file():
+        raise UserError(f"{path} is not a packed dataset folder (no dataset_dict.json)")
+    dsd = load_saved(path)
     if not isinstance(dsd, datasets.DatasetDict) or "train" not in dsd:
         raise UserError(f"{path} has no 'train' split; was it written by `mlm pack`?")
     if "input_ids" not in dsd["train"].column_names:

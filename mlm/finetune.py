@@ -42,11 +42,12 @@ from data_prep.io import match_file_modes, write_json
 from data_prep.outputs import check_output, output_folder
 from data_prep.read import ReadOptions
 from data_prep.steps import write_step_metadata
-from data_prep.tokenizer import save_tokenizer
+from data_prep.tokenizer import save_tokenizer, tokenizer_fingerprint
 from mlm import labelled_data, metrics
 from mlm.distributed import destroy_process_group_at_exit
 from mlm.metrics import MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
 from mlm.model_card import write_model_card
+from mlm.model_folder import check_model_folder
 from mlm.options import (
     CardOptions,
     HubOptions,
@@ -358,6 +359,19 @@ def _check_compatible(cfg: FinetuneConfig, config: transformers.PretrainedConfig
         )
 
 
+def check_same_tokenizer(cfg: FinetuneConfig) -> None:
+    """A `tokenizer` given besides a local model that has its own must be that tokenizer (same vocabulary,
+    normaliser and pre-tokenizer), else the ids mean other words; from scratch, any tokenizer may be used."""
+    if cfg.from_scratch or not Path(cfg.model).is_dir() or not Path(str(cfg.tokenizer)).is_dir():
+        return
+    own, given = tokenizer_fingerprint(cfg.model), tokenizer_fingerprint(str(cfg.tokenizer))
+    if own is not None and given is not None and own != given:
+        raise UserError(
+            f"tokenizer {cfg.tokenizer} is not the tokenizer of model {cfg.model} (their vocabularies or "
+            "normalisers differ); leave 'tokenizer' unset to use the model's own"
+        )
+
+
 def build_classifier(cfg: FinetuneConfig, config: transformers.PretrainedConfig) -> PreTrainedModel:
     """The pretrained encoder with a fresh head, or the same architecture from scratch (seeded)."""
     transformers.set_seed(cfg.seed)
@@ -570,6 +584,9 @@ def _label_names(cfg: FinetuneConfig, label_map: list[str]) -> list[str]:
 
 def _load_model(cfg: FinetuneConfig, label_names: list[str]) -> tuple[PreTrainedModel, Any]:
     """The classifier (pretrained or from scratch) and its tokenizer, checked to belong together."""
+    check_model_folder(cfg.model)
+    if cfg.tokenizer:
+        check_same_tokenizer(cfg)
     config = load_classifier_config(cfg.model, label_names, cfg.problem_type)
     # BERT-style models have segment embeddings: make the tokenizer (and the saved copy) emit their ids, so
     # pairs are encoded the same way in training and at inference

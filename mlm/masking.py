@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,6 +16,8 @@ from data_prep.errors import UserError
 @dataclass
 class MaskingConfig:
     """How the collator picks and corrupts the positions the model must predict."""
+
+    GROUP: ClassVar[str] = "masking"  # an option group: checked with the config's other groups
 
     mlm_probability: float = field(
         default=0.15,

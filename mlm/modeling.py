@@ -110,15 +110,49 @@ def check_model_options(
         raise UserError(f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(keys)}")
     defaults = config_class().to_dict()
     for key, value in overrides.items():
-        kind = type(defaults.get(key, value))
-        if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise UserError(f"model_overrides: {key} should be a number, got {value!r}")
-        if kind is str and not isinstance(value, str):
-            raise UserError(f"model_overrides: {key} should be a string, got {value!r}")
+        _check_override(key, value, defaults.get(key))
+    shape = {**PRESETS[preset], **overrides}
+    if shape["hidden_size"] % shape["num_attention_heads"]:
+        raise UserError(
+            f"hidden_size {shape['hidden_size']} is not a multiple of num_attention_heads "
+            f"{shape['num_attention_heads']}"
+        )
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
         raise UserError(
             f"unknown attn_implementation {attn_implementation!r}; choose one of: {', '.join(ATTN_IMPLEMENTATIONS)}"
         )
+
+
+_POSITIVE_INTS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                  "max_position_embeddings", "type_vocab_size", "local_attention")  # fmt: skip
+_PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
+                  "attention_dropout", "embedding_dropout", "mlp_dropout")  # fmt: skip
+_POSITIVE_NUMBERS = ("initializer_range", "layer_norm_eps", "norm_eps")
+_CHOICES = {"classifier_pooling": ("cls", "mean")}
+
+
+def _check_override(key: str, value: Any, default: Any) -> None:
+    """One model override: the type and range the config needs (a UserError naming it otherwise)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in ("hidden_act", "hidden_activation"):
+        from transformers.activations import ACT2FN
+
+        ok, want = isinstance(value, str) and value in ACT2FN, f"one of {', '.join(sorted(ACT2FN))}"
+    elif key in _POSITIVE_INTS:
+        ok, want = number and isinstance(value, int) and value >= 1, "a positive integer"
+    elif key in _PROBABILITIES:
+        ok = (value is None and key == "classifier_dropout") or (number and 0 <= value < 1)
+        want = "a number in [0, 1)"
+    elif key in _POSITIVE_NUMBERS:
+        ok, want = number and 0 < value < float("inf"), "a positive number"
+    elif key in _CHOICES:
+        ok, want = value in _CHOICES[key], f"one of {', '.join(_CHOICES[key])}"
+    else:  # of the default's type
+        kind = type(default if default is not None else value)
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+        want = "a number" if kind in (int, float) else f"a {kind.__name__}"
+    if not ok:
+        raise UserError(f"model_overrides: {key} should be {want}, got {value!r}")
 
 
 def geglu_width(intermediate_size: int) -> int:
@@ -155,11 +189,6 @@ def build_config(
         "max_position_embeddings": max(512, max_seq_length),
         **overrides,
     }
-    if kwargs["hidden_size"] % kwargs["num_attention_heads"]:
-        raise UserError(
-            f"hidden_size {kwargs['hidden_size']} is not a multiple of num_attention_heads "
-            f"{kwargs['num_attention_heads']}"
-        )
     if kwargs["max_position_embeddings"] < max_seq_length:
         raise UserError(
             f"max_position_embeddings {kwargs['max_position_embeddings']} is below max_seq_length {max_seq_length}"

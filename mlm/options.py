@@ -132,6 +132,7 @@ class TrainerOptions:
                f"logging_steps must be >= 1, got {self.logging_steps}")  # fmt: skip
         _check(self.dataloader_num_workers is None or self.dataloader_num_workers >= 0,
                f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")  # fmt: skip
+        _check(self.num_train_epochs >= 0, f"num_train_epochs must be >= 0, got {self.num_train_epochs}")
         _check_choice("lr_scheduler_type", self.lr_scheduler_type, "SchedulerType")
         if self.optim is not None:
             _check_choice("optim", self.optim, "OptimizerNames")

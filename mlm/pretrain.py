@@ -18,10 +18,14 @@ from data_prep.io import match_file_modes, read_json, write_json
 from data_prep.outputs import as_os_error, check_output, output_folder
 from data_prep.tokenizer import portable_tokenizer_config
 from mlm.checkpoints import (
+    DATA_KEY,
+    check_resume_config,
     checkpoint_step,
+    find_resume,
     remove_unfinished,
     resolve_resume,
     resumed_step,
+    start_over,
     stream_start,
 )
 from mlm.data import BlockDataset, FixedEvalSet, load_packed, packed_stats
@@ -128,6 +132,10 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
             "resume continues at the next unseen block. Needs max_steps"
         },
     )
+    force: bool = field(
+        default=False,
+        metadata={"help": "start over: delete the checkpoints in output_dir instead of resuming from them"},
+    )
     cpu_reuse_memory: bool = field(
         default=True,
         metadata={"help": "CPU: malloc keeps freed memory for reuse (no page faults every step)"},
@@ -158,6 +166,8 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
             raise UserError("pretrain: fixed_count_masking works with architecture: bert only")
         if self.max_eval_samples < 1:
             raise UserError(f"pretrain: max_eval_samples must be >= 1, got {self.max_eval_samples}")
+        if self.force and str(self.resume or "auto").lower() not in ("auto", "false", "no", "none"):
+            raise UserError(f"pretrain: force starts over; it cannot be combined with resume ({self.resume})")
 
 
 @dataclass
@@ -190,6 +200,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     data = load_data(cfg)
     inputs = _inputs(cfg, data)
     check_output(Path(cfg.output_dir) / FINAL_DIR, PRETRAIN_STEP, inputs)
+    check_resume(cfg, data)
     with output_folder(
         cfg.output_dir, PRETRAIN_STEP, inputs, in_place=True, own=_only_checkpoints, config=asdict(cfg)
     ):
@@ -203,6 +214,14 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
 def _inputs(cfg: PretrainConfig, data: PretrainData) -> dict[str, str]:
     return {"data_dir": cfg.data_dir, "tokenizer_dir": data.tokenizer_dir}
+
+
+def check_resume(cfg: PretrainConfig, data: PretrainData) -> None:
+    """The checkpoint this run would resume from was trained with the same settings: checked before the run
+    claims its folder, so a refusal changes nothing (a Hub checkpoint is checked once downloaded)."""
+    checkpoint = None if cfg.force else find_resume(cfg.resume, cfg.output_dir)
+    if checkpoint is not None:
+        check_resume_config(checkpoint, step_record(cfg, data.tokenizer_dir), cfg.output_dir)
 
 
 def _only_checkpoints(folder: Path) -> bool:
@@ -230,21 +249,48 @@ def load_data(cfg: PretrainConfig) -> PretrainData:
     """The packed folder and its tokenizer, checked against each other."""
     from transformers import AutoTokenizer
 
+    from data_prep.tokenizer import tokenizer_fingerprint
+
     splits, meta = load_packed(cfg.data_dir)
     tokenizer_dir = cfg.tokenizer_dir or meta.get("config", {}).get("tokenizer_dir")
     if not tokenizer_dir:
         raise UserError(f"pretrain: {cfg.data_dir} does not record its tokenizer; set tokenizer_dir")
-    if not Path(tokenizer_dir).is_dir():
+    tokenizer_dir = str(tokenizer_dir)
+    folder = Path(tokenizer_dir)
+    if not folder.is_dir():
         raise UserError(f"tokenizer folder not found: {tokenizer_dir}")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    packed_vocab = packed_stats(cfg.data_dir).get("vocab_size")
-    if packed_vocab is not None and packed_vocab != len(tokenizer):
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"tokenizer folder {tokenizer_dir} holds no tokenizer (no tokenizer.json)")
+    fingerprint = tokenizer_fingerprint(folder)  # a tokenizer.json that is not JSON is named here
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    except Exception as e:  # a broken folder: transformers and tokenizers raise many types
         raise UserError(
-            f"tokenizer {tokenizer_dir} has {len(tokenizer)} tokens but the packed data {cfg.data_dir} was made "
-            f"with a tokenizer of {packed_vocab} tokens; pass the tokenizer it was packed with"
-        )
+            f"tokenizer {tokenizer_dir} could not be loaded: {str(e).strip().splitlines()[0]}"
+        ) from None
+    check_tokenizer_matches_data(cfg, meta, tokenizer_dir, len(tokenizer), fingerprint)
     seq_len = len(splits["train"][0]["input_ids"])
     return PretrainData(splits, meta, tokenizer, str(tokenizer_dir), seq_len)
+
+
+def check_tokenizer_matches_data(
+    cfg: PretrainConfig, meta: dict, tokenizer_dir: str, size: int, found: str | None
+) -> None:
+    """The tokenizer (`size` tokens, fingerprint `found`) is the one the packed data was made with: the same
+    size, and the same vocabulary, normaliser and pre-tokenizer (the fingerprint `pack` recorded, if any)."""
+    packed_vocab = packed_stats(cfg.data_dir).get("vocab_size")
+    if packed_vocab is not None and packed_vocab != size:
+        raise UserError(
+            f"tokenizer {tokenizer_dir} has {size} tokens but the packed data {cfg.data_dir} was made "
+            f"with a tokenizer of {packed_vocab} tokens; pass the tokenizer it was packed with"
+        )
+    recorded = meta.get("inputs", {}).get("tokenizer_fingerprint")
+    if recorded and found and recorded != found:
+        packed_with = meta.get("config", {}).get("tokenizer_dir") or "another tokenizer"
+        raise UserError(
+            f"tokenizer {tokenizer_dir} is not the one the packed data {cfg.data_dir} was made with "
+            f"({packed_with}): their vocabularies or normalisers differ; pass that tokenizer, or pack again"
+        )
 
 
 def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -> torch.nn.Module:
@@ -315,9 +361,14 @@ def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: Pretra
     global_batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * args.world_size
     args.save_total_limit = None  # rotation counts complete checkpoints only: ExactResumeCallback does it
     with args.main_process_first(local=False, desc="resolve resume"):
-        resume_from = resolve_resume(cfg.resume, cfg.output_dir, is_main=args.process_index == 0)
+        if cfg.force and args.process_index == 0:
+            start_over(cfg.output_dir)
+        resume = None if cfg.force else cfg.resume
+        resume_from = resolve_resume(resume, cfg.output_dir, is_main=args.process_index == 0)
         if args.process_index == 0:
             shutil.rmtree(Path(cfg.output_dir) / ".final-model", ignore_errors=True)  # a kill while saving
+    if resume_from:
+        check_resume_config(resume_from, step_record(cfg, data.tokenizer_dir), cfg.output_dir)
     data_start = stream_start(resume_from, global_batch) if cfg.streaming else 0
     if cfg.streaming:
         train_set = PackedStream(cfg.data_dir, "train", start=data_start, seed=cfg.seed)
@@ -378,7 +429,12 @@ def _trainer_arguments(cfg: PretrainConfig, evaluate: bool) -> dict[str, Any]:
 def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
     cfg, trainer = run.cfg, run.trainer
     # before the push callback: checkpoints carry run_info.json
-    trainer.add_callback(RunRecordCallback(lambda step, ev, wall: run_record(run, step, ev, wall)))
+    trainer.add_callback(
+        RunRecordCallback(
+            lambda step, ev, wall: run_record(run, step, ev, wall),
+            write_config=lambda folder: _write_step_metadata(folder, cfg, run.data.tokenizer_dir),
+        )
+    )
     budget_s = cfg.max_time_minutes * 60 if cfg.max_time_minutes else None
     if budget_s:
         trainer.add_callback(TimeBudget(budget_s, cfg.lr_scheduler_type, cfg.warmup_ratio))
@@ -537,15 +593,20 @@ def _write_card(folder: Path, record: RunRecord) -> None:
     write_model_card(folder, record, name=FINAL_DIR)
 
 
+def step_record(cfg: PretrainConfig, tokenizer_dir: str) -> dict[str, Any]:
+    """The config and inputs `mlm_step.json` records (in final/, the output folder and each checkpoint)."""
+    from data_prep.steps import folder_fingerprint
+
+    data = folder_fingerprint(cfg.data_dir)
+    inputs = {"data_dir": data["path"], "tokenizer_dir": tokenizer_dir, DATA_KEY: data.get("mlm_step_sha256")}
+    return {"config": asdict(cfg), "inputs": inputs}
+
+
 def _write_step_metadata(folder: Path, cfg: PretrainConfig, tokenizer_dir: str) -> None:
     from data_prep.steps import write_step_metadata
 
-    write_step_metadata(
-        folder,
-        PRETRAIN_STEP,
-        asdict(cfg),
-        {"data_dir": str(Path(cfg.data_dir).resolve()), "tokenizer_dir": tokenizer_dir},
-    )
+    record = step_record(cfg, tokenizer_dir)
+    write_step_metadata(folder, PRETRAIN_STEP, record["config"], record["inputs"])
 
 
 def load_metrics(output_dir: str | Path) -> dict:

@@ -124,6 +124,171 @@ def plan_recipe(run: RunConfig) -> Plan:
     return Plan(name=name, output_dir=out, configs=configs, path=Path(run.recipe))
 
 
+# --- checks of the whole recipe, before any step runs -------------------------------------------------------
+
+
+def check_plan(plan: Plan) -> None:
+    """Every value of every step (types were checked when the configs were filled), and what the steps must
+    agree on, before anything runs: a mistake in the last section never costs the minutes of the first ones.
+    Inputs that earlier steps will make are not looked for here (each step checks its own when it starts)."""
+    for step, cfg in plan.configs.items():
+        _in_section(plan, step, cfg.validate)
+    _in_section(plan, "pack", lambda: _check_sequence_lengths(plan))
+    positions = _in_section(plan, "pretrain", lambda: _model_positions(plan))
+    _in_section(plan, "finetune", lambda: _check_finetune_length(plan, positions))
+
+
+def _in_section(plan: Plan, step: str, check: Callable[[], Any]) -> Any:
+    """Run `check` (and return what it returns); its UserError is reported as one line naming the recipe and
+    the section."""
+    try:
+        return check()
+    except UserError as e:
+        message = str(e).removeprefix(f"{step}: ")
+        raise UserError(f"{plan.path}: section '{step}': {message}") from None
+
+
+def _made_here(plan: Plan, step: str, other: str, path: str | None) -> bool:
+    """`path` is (or is inside) the output folder of step `other` of this recipe, which runs before `step`."""
+    out = getattr(plan.configs.get(other), "output_dir", None)
+    if not out or not path or STEPS.index(other) >= STEPS.index(step):
+        return False
+    path_, out_ = Path(str(path)).resolve(), Path(out).resolve()
+    return path_ == out_ or out_ in path_.parents
+
+
+def _check_sequence_lengths(plan: Plan) -> None:
+    """The blocks fit the tokenizer this recipe trains."""
+    pack, tok = plan.configs.get("pack"), plan.configs.get("tokenizer")
+    if pack and tok and _made_here(plan, "pack", "tokenizer", pack.tokenizer_dir):
+        if pack.max_seq_length > tok.model_max_length:
+            raise UserError(
+                f"max_seq_length {pack.max_seq_length} is longer than the model_max_length "
+                f"{tok.model_max_length} of the tokenizer section"
+            )
+
+
+def _model_positions(plan: Plan) -> int | None:
+    """The positions of the model the pretrain section builds, checked to take the blocks this recipe packs
+    (None without a pretrain section, or when it starts from a checkpoint, which has its own shape)."""
+    from mlm.modeling import build_config
+
+    pre, pack = plan.configs.get("pretrain"), plan.configs.get("pack")
+    if pre is None or pre.init_from:
+        return None
+    seq = pack.max_seq_length if pack and _made_here(plan, "pretrain", "pack", pre.data_dir) else 8
+    config = build_config(pre.preset, 64, seq, overrides=pre.model_overrides,
+                          attn_implementation=pre.attn_implementation, architecture=pre.architecture)  # fmt: skip
+    return config.max_position_embeddings
+
+
+def _check_finetune_length(plan: Plan, positions: int | None) -> None:
+    """Fine-tuning inputs fit the model this recipe pretrains."""
+    ft = plan.configs.get("finetune")
+    if (
+        ft
+        and positions
+        and _made_here(plan, "finetune", "pretrain", ft.model)
+        and ft.max_seq_length > positions
+    ):
+        raise UserError(
+            f"max_seq_length {ft.max_seq_length} is longer than the pretrained model's "
+            f"max_position_embeddings {positions}"
+        )
+
+
+def check_resume_up_front(plan: Plan, run: RunConfig, wanted: list[str]) -> None:
+    """An interrupted pretraining run that `mlm run` would resume was trained with the same settings (the
+    check pretraining makes when it resumes, made before the steps ahead of it run)."""
+    from mlm.checkpoints import check_resume_config, find_resume
+
+    cfg = plan.configs.get("pretrain")
+    if cfg is None or "pretrain" not in wanted or run.force or cfg.force:
+        return
+    folder = Path(cfg.output_dir)
+    if (folder / FINGERPRINT_FILE).is_file():  # a finished run: moved aside, never resumed
+        return
+
+    def check() -> None:
+        checkpoint = find_resume(cfg.resume, folder)
+        if checkpoint is not None:
+            check_resume_config(checkpoint, {"config": dataclasses.asdict(cfg)}, folder)
+
+    _in_section(plan, "pretrain", check)
+
+
+# --- reuse: fingerprints of each step's config, inputs and upstream steps ---------------------------------
+
+# the options of each step that name its inputs; those that earlier steps make are covered by the upstream
+# steps' fingerprints, the others (the user's files and folders) are identified by content
+INPUT_FIELDS = {
+    "prepare": ("corpus",),
+    "tokenizer": ("corpus", "data_dir"),
+    "pack": ("data_dir", "tokenizer_dir"),
+    "pretrain": ("data_dir", "tokenizer_dir", "init_from"),
+    "finetune": ("model", "tokenizer", "train_file", "validation_file", "test_file"),
+}
+
+
+def step_fingerprints(plan: Plan, wanted: list[str]) -> dict[str, str]:
+    """Each step's fingerprint: its config, its inputs by content, and the fingerprints of the steps before
+    it. A step that will not run counts as what it last made (its record), when it has one. The inputs of
+    the steps that will run must exist: a missing one is a UserError before any step runs."""
+    fingerprints: dict[str, str] = {}
+    for step in STEPS:
+        if step not in plan.configs:
+            continue
+        cfg = plan.configs[step]
+        done = cache.read(_step_folder(step, cfg, plan) / FINGERPRINT_FILE) if step not in wanted else None
+        if done and done.get(cache.FINGERPRINT_KEY):
+            fingerprints[step] = done[cache.FINGERPRINT_KEY]
+            continue
+        try:
+            inputs = _inputs(plan, step, cfg)
+        except UserError as e:
+            if step in wanted:
+                raise UserError(f"{plan.path}: section '{step}': {e}") from None
+            inputs = {"unavailable": str(e)}
+        blob = {"step": step, "config": _non_defaults(cfg), "upstream": list(fingerprints.values())}
+        fingerprints[step] = cache.fingerprint({**blob, "inputs": inputs} if inputs else blob)
+    return fingerprints
+
+
+def _inputs(plan: Plan, step: str, cfg: Any) -> dict[str, Any]:
+    """The identities of `step`'s inputs that no earlier step of the recipe makes."""
+    out: dict[str, Any] = {}
+    for name in INPUT_FIELDS.get(step, ()):
+        value = getattr(cfg, name, None)
+        if not value or any(_made_here(plan, step, other, str(value)) for other in plan.configs):
+            continue
+        if name == "corpus":
+            from data_prep.read import corpus_fingerprint, resolve_specs
+
+            hub = {k: getattr(cfg, k) for k in ("hub_config", "hub_split") if hasattr(cfg, k)}
+            out[name] = corpus_fingerprint(resolve_specs(value, **hub))
+        else:
+            out[name] = _identity(name, str(value))
+    return out
+
+
+def _identity(name: str, spec: str) -> Any:
+    """A file or folder by content; a Hub or built-in name as itself. Missing: a UserError naming it."""
+    from mlm.hub import looks_like_repo_id
+
+    path = Path(os.path.expanduser(spec))
+    if path.is_file():
+        return cache.file_digest(path)
+    if path.is_dir():
+        return cache.folder_digest(path)
+    folder, at, split = spec.rpartition("@")
+    if at and Path(os.path.expanduser(folder)).is_dir():  # a saved dataset's split: FOLDER@SPLIT
+        return {"folder": cache.folder_digest(Path(os.path.expanduser(folder))), "split": split}
+    if spec.startswith(("hf:", "builtin:")) or (name in ("model", "tokenizer") and looks_like_repo_id(spec)):
+        return spec
+    what = "data file" if name.endswith("_file") else f"{name} folder"
+    raise UserError(f"{name}: {what} not found: {spec}")
+
+
 def _non_defaults(cfg: Any) -> dict[str, Any]:
     """The config values that differ from the defaults: a new option with a default changes no fingerprint."""
     out = {}
@@ -140,10 +305,6 @@ def _non_defaults(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def _fingerprint(step: str, cfg: Any, upstream: list[str]) -> str:
-    return cache.fingerprint({"step": step, "config": _non_defaults(cfg), "upstream": upstream})
-
-
 def _launch() -> tuple[int, int]:
     """(rank, world size) under torchrun / accelerate launch; (0, 1) in a plain process."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -157,6 +318,10 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
     plain `mlm run` afterwards. Only the main process logs and writes."""
     run.validate()
     plan = plan_recipe(run)
+    check_plan(plan)
+    wanted = [s for s in STEPS if s in plan.configs and (not run.steps or s in run.steps)]
+    fingerprints = step_fingerprints(plan, wanted)
+    check_resume_up_front(plan, run, wanted)
     rank, world = _launch()
     if rank != 0:
         log = _quiet
@@ -164,7 +329,7 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
         plan.output_dir, "run", recipe_inputs(run, plan), in_place=True, own=_earlier_recipe,
         config=dataclasses.asdict(run), main=rank == 0,
     ):  # fmt: skip
-        return _run_steps(run, plan, log, rank, world)
+        return _run_steps(run, plan, fingerprints, wanted, log, rank, world)
 
 
 def recipe_inputs(run: RunConfig, plan: Plan) -> dict[str, list[str]]:
@@ -191,19 +356,19 @@ def _earlier_recipe(folder: Path) -> bool:
 
 
 def _run_steps(
-    run: RunConfig, plan: Plan, log: Callable[[str], None], rank: int, world: int
-) -> dict[str, Any]:
-    """Each wanted step in order, skipping those whose config and inputs are unchanged."""
-    wanted = [s for s in STEPS if s in plan.configs and (not run.steps or s in run.steps)]
-    fingerprints: list[str] = []
+    run: RunConfig, plan: Plan, fingerprints: dict[str, str], wanted: list[str],
+    log: Callable[[str], None], rank: int, world: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Each wanted step in order, skipping those whose fingerprint (config and inputs) is unchanged."""
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}
     for step in STEPS:
         if step not in plan.configs:
             continue
         cfg = plan.configs[step]
-        fp = _fingerprint(step, cfg, fingerprints)
-        fingerprints.append(fp)
+        if step == "pretrain" and run.force:
+            cfg = dataclasses.replace(cfg, force=True)  # start over: no resuming from the old checkpoints
+        fp = fingerprints[step]
         folder = _step_folder(step, cfg, plan)
         if step not in wanted:
             if (done := cache.read(folder / FINGERPRINT_FILE)) is not None:

@@ -182,12 +182,17 @@ class ExactResumeCallback(TrainerCallback):
 
 
 class RunRecordCallback(TrainerCallback):
-    """Writes the run record (run_info.json, for the model card) into every checkpoint as it is saved; makes
+    """Writes the run record (run_info.json, for the model card) into every checkpoint as it is saved, and
+    the step record (`write_config(folder)`: mlm_step.json, the config a resume is checked against); makes
     its tokenizer config portable and its weights as readable as its other files.
-    `record_at(step, eval_metrics, wall_seconds)` builds it from the newest evaluation."""
+    `record_at(step, eval_metrics, wall_seconds)` builds the run record from the newest evaluation."""
 
-    def __init__(self, record_at: Callable[[int, dict, float], RunRecord]) -> None:
-        self.record_at = record_at
+    def __init__(
+        self,
+        record_at: Callable[[int, dict, float], RunRecord],
+        write_config: Callable[[Path], None] | None = None,
+    ) -> None:
+        self.record_at, self.write_config = record_at, write_config
         self.started = time.perf_counter()
 
     def on_save(self, args, state, control, **kwargs):
@@ -197,6 +202,8 @@ class RunRecordCallback(TrainerCallback):
         last_eval = next((h for h in reversed(state.log_history) if "eval_loss" in h), {})
         record = self.record_at(state.global_step, last_eval, time.perf_counter() - self.started)
         record.save(folder)
+        if self.write_config is not None:
+            self.write_config(folder)
         portable_tokenizer_config(folder, model_max_length=record.model.max_seq_length)
         match_file_modes(folder)  # the weights as readable as the other files
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from data_prep.errors import UserError
 from data_prep.io import read_json
+from mlm.model_folder import check_model_folder
 
 
 @dataclass
@@ -32,6 +33,8 @@ def resolve_models(model: str) -> tuple[Checkpoint, list[Checkpoint]]:
         for p in paths:
             if not _is_model(p):
                 raise UserError(f"model folder {p} has no config.json: it is not a saved model")
+    for p in paths:
+        check_model_folder(p)  # weights cut short are named now, not after the runs before them
     infos = [checkpoint_info(p) for p in paths]
     main = infos[-1]
     # a checkpoint of the same step as the final model is the same weights: score it once
