@@ -13,6 +13,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from data_prep.errors import UserError
 
 
@@ -42,10 +44,20 @@ def iter_record_batches(files: list[Path]) -> Iterator:  # -> Iterator[pyarrow.R
 
 
 def iter_text_batches(
-    split_dir: str | os.PathLike, start: int, stop: int, batch_size: int, column: str = "text"
+    split_dir: str | os.PathLike,
+    start: int,
+    stop: int,
+    batch_size: int,
+    column: str = "text",
+    max_bytes: int | None = None,
 ) -> Iterator[list[str]]:
-    """`column` of rows [start, stop) of a saved split, `batch_size` rows at a time."""
+    """`column` of rows [start, stop) of a saved split, `batch_size` rows at a time; with `max_bytes`, a
+    batch also ends before its text passes that many UTF-8 bytes (it always holds at least one row), and no
+    more than that is turned into Python strings at once."""
+    import pyarrow.compute as pc
+
     buf: list[str] = []
+    size = 0
     row = 0
     for record_batch in iter_record_batches(split_files(split_dir)):
         if row >= stop:
@@ -53,11 +65,32 @@ def iter_text_batches(
         n = record_batch.num_rows
         a, b = max(start - row, 0), min(stop - row, n)
         row += n
-        if b > a:
-            buf += record_batch.column(column).slice(a, b - a).to_pylist()
+        if b <= a:
+            continue
+        values = record_batch.column(column).slice(a, b - a)
+        if max_bytes is None:
+            buf += values.to_pylist()
             while len(buf) >= batch_size:
                 yield buf[:batch_size]
                 buf = buf[batch_size:]
+            continue
+        ends = np.cumsum(pc.binary_length(values).fill_null(0).to_numpy())  # bytes up to and including row i
+        i = 0
+        while i < len(values):
+            done = int(ends[i - 1]) if i else 0
+            j = int(np.searchsorted(ends, done + max_bytes - size, side="right"))
+            j = min(j, i + batch_size - len(buf), len(values))
+            if j == i and buf:  # the next row does not fit: this batch is full
+                yield buf
+                buf, size = [], 0
+                continue
+            j = max(j, i + 1)
+            buf += values.slice(i, j - i).to_pylist()
+            size += int(ends[j - 1]) - done
+            i = j
+            if len(buf) >= batch_size or size >= max_bytes:
+                yield buf
+                buf, size = [], 0
     if buf:
         yield buf
 
