@@ -437,6 +437,7 @@ def _load_task(cfg: FinetuneConfig) -> _Task:
         max_samples=cfg.max_train_samples,
         seed=cfg.seed,
     )
+    labelled_data.warn_missing_labels(train, cfg.label_column, label_map, cfg.train_file)
     return _Task(train_full, train, evals, label_map)
 
 
@@ -488,6 +489,7 @@ def _training_results(
         "labels": task.label_map,
         "train_samples": len(task.train),
         "train_samples_available": len(task.train_full),
+        "train_labels_missing": labelled_data.missing_labels(task.train, cfg.label_column, task.label_map),
         "label_fraction": cfg.label_fraction,
         "seed": cfg.seed,
         "max_seq_length": cfg.max_seq_length,
