@@ -388,6 +388,16 @@ def reuse_freed_memory(enable: bool = True) -> bool:
     return bool(ok)
 
 
+def release_freed_memory() -> bool:
+    """Give the pages of freed memory back to the system (glibc's `malloc_trim`), wherever they lie in the
+    heap; the memory stays reserved for reuse. False, doing nothing, where glibc is not the C library."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
 def build_model(config: BertConfig, masked_only_head: bool = True) -> PreTrainedModel:
     """A freshly initialised MLM model: the masked-only head (fast) or the plain BertForMaskedLM."""
     return (BertForMaskedOnlyLM if masked_only_head else BertForMaskedLM)(config)

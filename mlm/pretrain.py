@@ -42,6 +42,7 @@ from mlm.streaming import PackedStream, SeededMasking
 from mlm.trainer import (
     ExactResumeCallback,
     PretrainTrainer,
+    ReleaseFreedMemory,
     RunRecordCallback,
     TimeBudget,
     TrainEvalCollator,
@@ -294,6 +295,7 @@ def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
     cfg, trainer = run.cfg, run.trainer
     # before the push callback: checkpoints carry run_info.json
     trainer.add_callback(RunRecordCallback(lambda step, ev, wall: run_record(run, step, ev, wall)))
+    trainer.add_callback(ReleaseFreedMemory())
     if cfg.max_time_minutes:
         trainer.add_callback(TimeBudget(cfg.max_time_minutes * 60, cfg.lr_scheduler_type, cfg.warmup_ratio))
     if cfg.push_to_hub:
