@@ -43,6 +43,19 @@ def iter_record_batches(files: list[Path]) -> Iterator:  # -> Iterator[pyarrow.R
             yield from pa.ipc.open_stream(src)
 
 
+def _column_slices(split_dir: str | os.PathLike, start: int, stop: int, column: str) -> Iterator:
+    """`column` of rows [start, stop) of a saved split, one Arrow slice per record batch."""
+    row = 0
+    for record_batch in iter_record_batches(split_files(split_dir)):
+        if row >= stop:
+            break
+        n = record_batch.num_rows
+        a, b = max(start - row, 0), min(stop - row, n)
+        row += n
+        if b > a:
+            yield record_batch.column(column).slice(a, b - a)
+
+
 def iter_text_batches(
     split_dir: str | os.PathLike,
     start: int,
@@ -58,37 +71,23 @@ def iter_text_batches(
 
     buf: list[str] = []
     size = 0
-    row = 0
-    for record_batch in iter_record_batches(split_files(split_dir)):
-        if row >= stop:
-            break
-        n = record_batch.num_rows
-        a, b = max(start - row, 0), min(stop - row, n)
-        row += n
-        if b <= a:
-            continue
-        values = record_batch.column(column).slice(a, b - a)
-        if max_bytes is None:
-            buf += values.to_pylist()
-            while len(buf) >= batch_size:
-                yield buf[:batch_size]
-                buf = buf[batch_size:]
-            continue
-        ends = np.cumsum(pc.binary_length(values).fill_null(0).to_numpy())  # bytes up to and including row i
+    for values in _column_slices(split_dir, start, stop, column):
+        ends = np.cumsum(pc.binary_length(values).fill_null(0).to_numpy()) if max_bytes else None
         i = 0
         while i < len(values):
-            done = int(ends[i - 1]) if i else 0
-            j = int(np.searchsorted(ends, done + max_bytes - size, side="right"))
-            j = min(j, i + batch_size - len(buf), len(values))
-            if j == i and buf:  # the next row does not fit: this batch is full
-                yield buf
-                buf, size = [], 0
-                continue
-            j = max(j, i + 1)
+            j = min(i + batch_size - len(buf), len(values))
+            if ends is not None:  # bytes up to and including row k: ends[k]
+                done = int(ends[i - 1]) if i else 0
+                j = min(j, int(np.searchsorted(ends, done + max_bytes - size, side="right")))
+                if j == i and buf:  # the next row does not fit: this batch is full
+                    yield buf
+                    buf, size = [], 0
+                    continue
+                j = max(j, i + 1)
+                size += int(ends[j - 1]) - done
             buf += values.slice(i, j - i).to_pylist()
-            size += int(ends[j - 1]) - done
             i = j
-            if len(buf) >= batch_size or size >= max_bytes:
+            if len(buf) >= batch_size or (max_bytes is not None and size >= max_bytes):
                 yield buf
                 buf, size = [], 0
     if buf:
