@@ -1,4 +1,5 @@
-"""Step 1, `prepare`: read a corpus, clean it, drop short and duplicate documents, split off validation."""
+"""Step 1, `prepare`: read a corpus, clean it, split (or refuse) over-long documents, drop empty, short and
+duplicate ones, split off validation."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from data_prep.text import DEFAULT_MAX_DOCUMENT_CHARS, LONG_DOCUMENTS, has_visib
 
 STEP = "prepare"
 _MAX_FILES_RECORDED = 1000  # mlm_step.json lists at most this many input files
-_MIN_DOCUMENT_BOUND = 100  # the smallest max_document_chars (pieces are cut at least half that long)
+_MIN_DOCUMENT_BOUND = 100  # the smallest max_document_chars: below it, pieces would be a few words
 
 
 @dataclass
