@@ -13,6 +13,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from data_prep.errors import CorruptFileError, UserError
 from data_prep.io import read_json
 
@@ -104,11 +106,8 @@ def iter_record_batches(files: list[Path]) -> Iterator:  # -> Iterator[pyarrow.R
             yield from pa.ipc.open_stream(src)
 
 
-def iter_text_batches(
-    split_dir: str | os.PathLike, start: int, stop: int, batch_size: int, column: str = "text"
-) -> Iterator[list[str]]:
-    """`column` of rows [start, stop) of a saved split, `batch_size` rows at a time."""
-    buf: list[str] = []
+def _column_slices(split_dir: str | os.PathLike, start: int, stop: int, column: str) -> Iterator:
+    """`column` of rows [start, stop) of a saved split, one Arrow slice per record batch."""
     row = 0
     for record_batch in iter_record_batches(split_files(split_dir)):
         if row >= stop:
@@ -117,10 +116,43 @@ def iter_text_batches(
         a, b = max(start - row, 0), min(stop - row, n)
         row += n
         if b > a:
-            buf += record_batch.column(column).slice(a, b - a).to_pylist()
-            while len(buf) >= batch_size:
-                yield buf[:batch_size]
-                buf = buf[batch_size:]
+            yield record_batch.column(column).slice(a, b - a)
+
+
+def iter_text_batches(
+    split_dir: str | os.PathLike,
+    start: int,
+    stop: int,
+    batch_size: int,
+    column: str = "text",
+    max_bytes: int | None = None,
+) -> Iterator[list[str]]:
+    """`column` of rows [start, stop) of a saved split, `batch_size` rows at a time; with `max_bytes`, a
+    batch also ends before its text passes that many UTF-8 bytes (it always holds at least one row), and no
+    more than that is turned into Python strings at once."""
+    import pyarrow.compute as pc
+
+    buf: list[str] = []
+    size = 0
+    for values in _column_slices(split_dir, start, stop, column):
+        ends = np.cumsum(pc.binary_length(values).fill_null(0).to_numpy()) if max_bytes else None
+        i = 0
+        while i < len(values):
+            j = min(i + batch_size - len(buf), len(values))
+            if ends is not None:  # bytes up to and including row k: ends[k]
+                done = int(ends[i - 1]) if i else 0
+                j = min(j, int(np.searchsorted(ends, done + max_bytes - size, side="right")))
+                if j == i and buf:  # the next row does not fit: this batch is full
+                    yield buf
+                    buf, size = [], 0
+                    continue
+                j = max(j, i + 1)
+                size += int(ends[j - 1]) - done
+            buf += values.slice(i, j - i).to_pylist()
+            i = j
+            if len(buf) >= batch_size or (max_bytes is not None and size >= max_bytes):
+                yield buf
+                buf, size = [], 0
     if buf:
         yield buf
 

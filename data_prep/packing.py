@@ -38,6 +38,7 @@ from data_prep.io import write_json
 from data_prep.outputs import output_folder
 from data_prep.progress import bar
 from data_prep.steps import file_fingerprint, folder_fingerprint, write_step_metadata
+from data_prep.text import BATCH_CHARS
 from data_prep.tokenizer import tokenizer_fingerprint
 
 STEP = "pack"
@@ -320,7 +321,9 @@ def pack_shard(job: dict, progress: Callable[[int], Any] | None = None) -> dict:
 
         pending = None
         split_dir = Path(job["data_dir"]) / job["split"]
-        batches = iter_text_batches(split_dir, job["start"], job["stop"], job["batch_size"])
+        batches = iter_text_batches(
+            split_dir, job["start"], job["stop"], job["batch_size"], max_bytes=BATCH_CHARS
+        )
         for texts in batches:
             following = encoder.submit(encode_batch, backend, texts, table)
             if pending is not None:
@@ -355,6 +358,19 @@ def _run_jobs(jobs: list[dict], procs: int, documents: int) -> list[dict]:
                 results[i] = counts
                 progress.update(jobs[i]["stop"] - jobs[i]["start"])
         return results
+
+
+def _check_blocks(cfg: PackConfig, rows: dict[str, int], per_split: dict[str, dict]) -> None:
+    """A UserError when the train split, or another split that has documents, gives no block: an empty
+    training set, or a validation set that pretraining would silently not evaluate on."""
+    for split, n in rows.items():
+        if per_split[split]["blocks"] == 0 and (n or split == "train"):
+            use = "; pretraining could not evaluate on it" if split != "train" else ""
+            raise UserError(
+                f"pack: split '{split}' of {cfg.data_dir} gives 0 blocks: its {n} document(s) have no tokens "
+                f"with the tokenizer in {cfg.tokenizer_dir} (empty once normalised: only control, zero-width "
+                f"or format characters?){use}"
+            )
 
 
 def pack(cfg: PackConfig) -> dict:
@@ -408,6 +424,7 @@ def pack(cfg: PackConfig) -> dict:
             mine = [(j, r) for j, r in zip(jobs, results) if j["split"] == split]
             per_split[split] = {k: sum(r[k] for _, r in mine) for k in mine[0][1]}
             write_split_metadata(tmp / split, len(mine), _features())
+        _check_blocks(cfg, {split: len(ds) for split, ds in data.items()}, per_split)
         write_dataset_dict(tmp, list(data))
         for key in ("blocks", "documents", "tokens", "padding_tokens", "words_split_across_blocks"):
             stats[key] = {split: s[key] for split, s in per_split.items()}

@@ -1,4 +1,5 @@
-"""Step 1, `prepare`: read a corpus, clean it, drop short and duplicate documents, split off validation."""
+"""Step 1, `prepare`: read a corpus, clean it, split (or refuse) over-long documents, drop empty, short and
+duplicate ones, split off validation."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import re
 import shutil
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,12 +23,14 @@ from data_prep.errors import UserError
 from data_prep.io import write_json
 from data_prep.outputs import output_folder
 from data_prep.progress import bar
-from data_prep.read import corpus_fingerprint, resolve_specs
-from data_prep.sources import corpus_options, iter_corpus
+from data_prep.read import Source, corpus_fingerprint, iter_texts, resolve_specs
+from data_prep.sources import corpus_options
 from data_prep.steps import file_fingerprint, write_step_metadata
+from data_prep.text import DEFAULT_MAX_DOCUMENT_CHARS, LONG_DOCUMENTS, has_visible_text, split_document
 
 STEP = "prepare"
 _MAX_FILES_RECORDED = 1000  # mlm_step.json lists at most this many input files
+_MIN_DOCUMENT_BOUND = 100  # the smallest max_document_chars: below it, pieces would be a few words
 
 
 @dataclass
@@ -69,6 +74,16 @@ class PrepareConfig:
     min_chars: int = field(
         default=20, metadata={"help": "drop documents shorter than this (characters, after cleaning)"}
     )
+    # documents longer than this many characters (after cleaning) are split or refused (long_documents)
+    max_document_chars: int = field(
+        default=DEFAULT_MAX_DOCUMENT_CHARS,
+        metadata={"help": "longest document kept whole, in characters (after cleaning); see long_documents"},
+    )
+    # a longer document: cut at whitespace into pieces of at most max_document_chars, or refuse the corpus
+    long_documents: str = field(
+        default="split",
+        metadata={"help": "documents over max_document_chars: 'split' (at whitespace) or 'refuse' (error)"},
+    )
     # drop exact duplicate documents (after cleaning), keeping the first
     dedup: bool = field(
         default=True, metadata={"help": "drop exact duplicates after cleaning, keeping the first"}
@@ -109,6 +124,15 @@ class PrepareConfig:
             raise UserError(
                 f"prepare: validation_fraction must be between 0 and 1, got {self.validation_fraction}"
             )
+        if self.max_document_chars < _MIN_DOCUMENT_BOUND:
+            raise UserError(
+                f"prepare: max_document_chars must be >= {_MIN_DOCUMENT_BOUND}, got {self.max_document_chars}"
+            )
+        if self.long_documents not in LONG_DOCUMENTS:
+            raise UserError(
+                f"prepare: long_documents '{self.long_documents}' is not valid; choose one of: "
+                f"{', '.join(LONG_DOCUMENTS)}"
+            )
         if self.validation_size is not None and self.validation_size < 1:
             raise UserError(f"prepare: validation_size must be >= 1, got {self.validation_size}")
         if self.num_proc is not None and self.num_proc < 1:
@@ -144,7 +168,8 @@ _UNUSUAL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\xa0\u1680\u2000-\u200a\u2028\u2
 
 
 def clean_text(text: str, strip_html: bool = False) -> str:
-    """NFC, HTML tags out (optional), control characters out, whitespace collapsed within lines, trimmed."""
+    """NFC, HTML tags out (optional), control characters out, whitespace collapsed within lines, trimmed;
+    a text that shows nothing (only zero-width, format or blank filler characters) becomes empty."""
     text = unicodedata.normalize("NFC", text)
     if strip_html:
         if "<" in text:
@@ -160,7 +185,8 @@ def clean_text(text: str, strip_html: bool = False) -> str:
         text = "\n".join(line.strip() for line in text.split("\n"))
     if "\n\n\n" in text:
         text = _BLANK_LINES.sub("\n\n", text)
-    return text.strip()
+    text = text.strip()
+    return text if has_visible_text(text) else ""  # only zero-width or format characters: nothing to learn
 
 
 def _text_key(text: str) -> int:
@@ -169,16 +195,55 @@ def _text_key(text: str) -> int:
     )
 
 
-def clean_batch(texts: list[str], strip_html: bool) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Cleaned texts, their lengths in characters, and their 64-bit content keys (for deduplication)."""
+class CleanBatch(NamedTuple):
+    """A batch of documents cleaned: the rows (a long document split gives several), each row's length in
+    characters and 64-bit content key (for deduplication), and how many documents were read and split."""
+
+    texts: list[str]
+    chars: np.ndarray
+    keys: np.ndarray
+    read: int
+    split: int
+
+
+def clean_batch(
+    texts: list[str],
+    strip_html: bool,
+    max_document_chars: int = DEFAULT_MAX_DOCUMENT_CHARS,
+    long_documents: str = "split",
+    where: str = "corpus",
+) -> CleanBatch:
+    """`texts` cleaned; a document over `max_document_chars` is split at whitespace, or refused (a UserError
+    naming `where`) when `long_documents` is "refuse"."""
     cleaned = [clean_text(t, strip_html) for t in texts]
+    cleaned, n_split = _bound_lengths(cleaned, max_document_chars, long_documents, where)
     chars = np.fromiter(map(len, cleaned), np.int64, len(cleaned))
     keys = np.fromiter(map(_text_key, cleaned), np.int64, len(cleaned))
-    return cleaned, chars, keys
+    return CleanBatch(cleaned, chars, keys, len(texts), n_split)
 
 
-def _clean_job(job: tuple[list[str], bool]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    return clean_batch(*job)
+def _bound_lengths(
+    texts: list[str], max_chars: int, long_documents: str, where: str
+) -> tuple[list[str], int]:
+    """`texts` with each one over `max_chars` split (or the first refused); and how many were split."""
+    long = [t for t in texts if len(t) > max_chars]
+    if not long:
+        return texts, 0
+    if long_documents == "refuse":
+        raise UserError(
+            f"{where}: a document of {len(long[0]):,} characters (after cleaning), beginning {long[0][:40]!r}, "
+            f"is longer than max_document_chars={max_chars:,}; raise max_document_chars, or set "
+            "long_documents: split to cut it at whitespace"
+        )
+    out: list[str] = []
+    for t in texts:
+        out += split_document(t, max_chars) if len(t) > max_chars else [t]
+    return out, len(long)
+
+
+def _clean_job(job: tuple[list[str], PrepareConfig, str]) -> CleanBatch:
+    texts, cfg, where = job
+    return clean_batch(texts, cfg.strip_html, cfg.max_document_chars, cfg.long_documents, where)
 
 
 # --- the step -----------------------------------------------------------------------------------------------
@@ -204,19 +269,36 @@ def _local_bytes(sources: list) -> int | None:
     return sum(Path(s.name).stat().st_size for s in sources)
 
 
-def _read_and_clean(cfg: PrepareConfig, path: Path, total: int | None) -> tuple[int, np.ndarray, np.ndarray]:
+class _Cleaned(NamedTuple):
+    """What reading and cleaning the corpus gave: documents read, long ones split, and per row (a document
+    or a piece of a split one) its length and content key."""
+
+    read: int
+    split: int
+    chars: np.ndarray
+    keys: np.ndarray
+
+
+def _jobs(cfg: PrepareConfig, sources: list[Source]) -> Iterator[tuple[list[str], PrepareConfig, str]]:
+    """The cleaning jobs: each batch of texts read, with the config and the name of the source it is from."""
+    opts = corpus_options(**cfg.reading_kwargs())
+    for source in sources:
+        where = source.name if source.kind == "file" else source.spec
+        for texts in iter_texts(source, cfg.text_field, opts):
+            yield texts, cfg, where
+
+
+def _read_and_clean(cfg: PrepareConfig, sources: list[Source], path: Path, total: int | None) -> _Cleaned:
     """Stream the corpus through `clean_batch` (in `num_proc` processes when asked) into the Arrow file
-    `path`, with a progress bar (of the text read, to `total` bytes when known); return the number of
-    documents read, and each one's length and content key."""
+    `path`, with a progress bar (of the text read, to `total` bytes when known); return the counts, and each
+    row's length and content key."""
     import datasets
     from datasets.arrow_writer import ArrowWriter
 
-    batches = iter_corpus(
-        cfg.corpus, hub_config=cfg.hub_config, hub_split=cfg.hub_split, **cfg.reading_kwargs()
-    )
-    jobs = ((texts, cfg.strip_html) for texts in batches)
+    jobs = _jobs(cfg, sources)
     chars: list[np.ndarray] = []
     keys: list[np.ndarray] = []
+    read = split = 0
     features = datasets.Features({"text": datasets.Value("string")})
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(ArrowWriter(path=str(path), features=features))
@@ -227,16 +309,17 @@ def _read_and_clean(cfg: PrepareConfig, path: Path, total: int | None) -> tuple[
             results = pool.imap(_clean_job, jobs)  # in order, a few batches ahead
         else:
             results = map(_clean_job, jobs)
-        for texts, n_chars, n_keys in results:
-            writer.write_batch({"text": texts})
-            progress.update(min(int(n_chars.sum()) + len(texts), (total or 1 << 62) - progress.n))
-            chars.append(n_chars)
-            keys.append(n_keys)
+        for batch in results:
+            writer.write_batch({"text": batch.texts})
+            progress.update(min(int(batch.chars.sum()) + len(batch.texts), (total or 1 << 62) - progress.n))
+            chars.append(batch.chars)
+            keys.append(batch.keys)
+            read, split = read + batch.read, split + batch.split
         progress.update(max(0, (total or 0) - progress.n))  # all read (the bar counted characters)
         writer.finalize()
     if not chars:
-        return 0, np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return int(sum(map(len, chars))), np.concatenate(chars), np.concatenate(keys)
+        return _Cleaned(0, 0, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return _Cleaned(read, split, np.concatenate(chars), np.concatenate(keys))
 
 
 def _write_splits(cleaned: Path, n_rows: int, rows: dict[str, np.ndarray], out: Path) -> None:
@@ -271,51 +354,65 @@ def _write_splits(cleaned: Path, n_rows: int, rows: dict[str, np.ndarray], out: 
     write_dataset_dict(out, names)
 
 
+def _kept_rows(cfg: PrepareConfig, got: _Cleaned) -> tuple[np.ndarray, dict]:
+    """The rows to keep, in order, and the counts of those dropped; a UserError when fewer than 2 remain."""
+    corpus_name = ", ".join(cfg.corpus)
+    if got.read == 0:
+        raise UserError(f"corpus {corpus_name} has no usable text after cleaning (0 documents read)")
+    keep, too_short, duplicates = _keep_indices(got.chars, got.keys, cfg.min_chars, cfg.dedup)
+    empty = int((got.chars == 0).sum())
+    if len(keep) == 0:
+        raise UserError(
+            f"corpus {corpus_name} has no usable text after cleaning ({got.read} documents read, all dropped: "
+            f"{empty} empty or with no visible character, {too_short - empty} shorter than "
+            f"min_chars={cfg.min_chars}, {duplicates} duplicates)"
+        )
+    if len(keep) < 2:
+        raise UserError(
+            f"corpus {corpus_name} has only 1 usable document after cleaning; need 2 to split off validation"
+        )
+    dropped = {"duplicates_dropped": duplicates, "too_short_dropped": too_short, "empty_dropped": empty}
+    return keep, dropped
+
+
+def _split_rows(cfg: PrepareConfig, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The kept rows of each split, in order: a seeded sample of them for validation, the rest for train."""
+    n_out = len(keep)
+    n_val = cfg.validation_size if cfg.validation_size is not None else round(n_out * cfg.validation_fraction)
+    n_val = min(max(n_val, 1), n_out - 1)
+    order = np.random.default_rng(cfg.seed).permutation(n_out)
+    return {"train": np.sort(keep[order[n_val:]]), "validation": np.sort(keep[order[:n_val]])}
+
+
+def _stats(got: _Cleaned, keep: np.ndarray, dropped: dict, rows: dict[str, np.ndarray]) -> dict:
+    return {
+        "documents_in": got.read,
+        "documents_out": len(keep),
+        "characters": int(got.chars[keep].sum()),
+        **dropped,
+        "long_documents_split": got.split,
+        "train_documents": len(rows["train"]),
+        "validation_documents": len(rows["validation"]),
+        "train_characters": int(got.chars[rows["train"]].sum()),
+        "validation_characters": int(got.chars[rows["validation"]].sum()),
+    }
+
+
 def prepare(cfg: PrepareConfig) -> dict:
     """Read, clean, filter, dedup and split the corpus; write `cfg.output_dir`; return the stats."""
     cfg.validate()
     start = time.time()
     sources = resolve_specs(cfg.corpus, cfg.hub_config, cfg.hub_split)
-    corpus_name = ", ".join(cfg.corpus)
     local = [s.name for s in sources if s.kind == "file"]
     with output_folder(cfg.output_dir, STEP, {"corpus": [*cfg.corpus, *local]}) as tmp:
         scratch = tmp / ".scratch"  # the cleaned corpus before filtering; removed before the rename
         scratch.mkdir()
         cleaned = scratch / "clean.arrow"
-        n_in, chars, keys = _read_and_clean(cfg, cleaned, _local_bytes(sources))
-        if n_in == 0:
-            raise UserError(f"corpus {corpus_name} has no usable text after cleaning (0 documents read)")
-        keep, too_short, duplicates = _keep_indices(chars, keys, cfg.min_chars, cfg.dedup)
-        del keys
-        n_out = len(keep)
-        if n_out == 0:
-            raise UserError(
-                f"corpus {corpus_name} has no usable text after cleaning ({n_in} documents read, all dropped: "
-                f"{too_short} shorter than min_chars={cfg.min_chars}, {duplicates} duplicates)"
-            )
-        if n_out < 2:
-            raise UserError(
-                f"corpus {corpus_name} has only 1 usable document after cleaning; need 2 to split off validation"
-            )
-        n_val = (
-            cfg.validation_size if cfg.validation_size is not None else round(n_out * cfg.validation_fraction)
-        )
-        n_val = min(max(n_val, 1), n_out - 1)
-        order = np.random.default_rng(cfg.seed).permutation(n_out)
-        val_rows, train_rows = np.sort(keep[order[:n_val]]), np.sort(keep[order[n_val:]])
-        _write_splits(cleaned, n_in, {"train": train_rows, "validation": val_rows}, tmp)
-        stats = {
-            "documents_in": n_in,
-            "documents_out": n_out,
-            "characters": int(chars[keep].sum()),
-            "duplicates_dropped": duplicates,
-            "too_short_dropped": too_short,
-            "train_documents": len(train_rows),
-            "validation_documents": len(val_rows),
-            "train_characters": int(chars[train_rows].sum()),
-            "validation_characters": int(chars[val_rows].sum()),
-            "seconds": round(time.time() - start, 2),
-        }
+        got = _read_and_clean(cfg, sources, cleaned, _local_bytes(sources))
+        keep, dropped = _kept_rows(cfg, got)
+        rows = _split_rows(cfg, keep)
+        _write_splits(cleaned, len(got.chars), rows, tmp)
+        stats = _stats(got, keep, dropped, rows) | {"seconds": round(time.time() - start, 2)}
         write_json(tmp / "stats.json", stats)
         files = [file_fingerprint(s.name) for s in sources if s.kind == "file"]
         inputs = {
@@ -326,9 +423,10 @@ def prepare(cfg: PrepareConfig) -> dict:
         }
         write_step_metadata(tmp, STEP, cfg, inputs)
         shutil.rmtree(scratch, ignore_errors=True)
+    split = f" ({got.split} over max_document_chars split)" if got.split else ""
     print(
-        f"prepare: {n_in} documents read -> {n_out} kept ({too_short} too short, {duplicates} duplicates); "
-        f"train {stats['train_documents']}, validation {stats['validation_documents']}; "
-        f"{stats['characters'] / 1e6:.1f}M characters -> {cfg.output_dir}"
+        f"prepare: {got.read} documents read{split} -> {len(keep)} kept ({dropped['too_short_dropped']} too "
+        f"short, {dropped['duplicates_dropped']} duplicates); train {stats['train_documents']}, validation "
+        f"{stats['validation_documents']}; {stats['characters'] / 1e6:.1f}M characters -> {cfg.output_dir}"
     )
     return stats

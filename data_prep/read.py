@@ -34,6 +34,7 @@ import itertools
 import json
 import operator
 import os
+import re
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -436,15 +437,23 @@ class _LineFeed:
         self.last = self.first
 
 
+# one RFC 4180 record: fields quoted (quotes inside doubled) or holding no quote, comma or line break
+_CSV_FIELD = r'(?:"(?:[^"]|"")*"|[^"\r\n,]*)'
+_CSV_RECORD = re.compile(rf"{_CSV_FIELD}(?:,{_CSV_FIELD})*(?:\r\n|\n|\r)?")
+
+
 def _csv_records(
     lines: Iterable[str], feed: _LineFeed | None
 ) -> Iterator[tuple[int, int, list[str] | None, str]]:
     """(first line, last line, fields or None, problem) of each record of a quoted CSV, read strictly.
 
     `feed`: the `_LineFeed` that `lines` is, when bad records are to be read again (else lines are counted
-    by the reader, which reads the file at C speed)."""
+    by the reader, which reads the file at C speed). A record over several lines must be valid CSV as a
+    whole: a quote left open that a later row's quote happens to close would otherwise merge those rows
+    into one, leaving a stray quote in an unquoted field."""
     csv.field_size_limit(2**31 - 1)
-    reader = csv.reader(lines, strict=True)
+    reading, raw = (lines, None) if feed is not None else itertools.tee(lines)
+    reader = csv.reader(reading, strict=True)
     last = 0
     while True:
         if feed is not None:
@@ -456,7 +465,17 @@ def _csv_records(
         except csv.Error as e:
             fields, problem = None, f"not valid CSV: {e}"
         first, last = (feed.first, feed.last) if feed is not None else (last + 1, reader.line_num)
+        if last == first:
+            if raw is not None:
+                next(raw)  # keep `raw` in step with the reader
+        elif not _valid_record(feed.lines if feed is not None else itertools.islice(raw, last - first + 1)):
+            fields, problem = None, problem or "not valid CSV: a quote inside an unquoted field"
         yield first, last, fields, problem
+
+
+def _valid_record(lines: Iterable[str]) -> bool:
+    """Whether the lines of a record spanning several are one valid CSV record together."""
+    return _CSV_RECORD.fullmatch("".join(lines)) is not None
 
 
 def _split_records(f: IO[str], delimiter: str) -> Iterator[tuple[int, int, list[str] | None, str]]:

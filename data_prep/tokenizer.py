@@ -19,13 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.arrow_files import load_saved
+from data_prep.arrow_files import iter_text_batches, load_saved
 from data_prep.errors import CorruptFileError, UserError
 from data_prep.io import read_json, write_json
 from data_prep.outputs import output_folder
 from data_prep.progress import bar
 from data_prep.sources import corpus_options, iter_corpus
 from data_prep.steps import folder_fingerprint, write_step_metadata
+from data_prep.text import BATCH_CHARS, DEFAULT_MAX_DOCUMENT_CHARS, char_bounded, split_document
 
 STEP = "tokenizer"
 KINDS = ("wordpiece", "bpe", "unigram")
@@ -261,21 +262,10 @@ def _fast_class(backend: dict) -> dict:
     return {"tokenizer_class": "PreTrainedTokenizerFast"}
 
 
-def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
-    """Batches of training texts, in order, until `max_train_bytes` UTF-8 bytes were given."""
-    if cfg.data_dir:
-        dd = load_saved(cfg.data_dir)
-        if "train" not in dd:
-            raise UserError(
-                f"tokenizer: data_dir {cfg.data_dir} has no 'train' split; splits: {', '.join(dd)}"
-            )
-        if "text" not in dd["train"].column_names:
-            raise UserError(
-                f"tokenizer: data_dir {cfg.data_dir} has no column 'text'; columns found: {', '.join(dd['train'].column_names)}"
-            )
-        batches = (b["text"] for b in dd["train"].select_columns(["text"]).iter(batch_size=_BATCH))
-    else:
-        batches = iter_corpus(
+def _source_batches(cfg: TokenizerConfig) -> Iterator[list[str]]:
+    """Batches of texts: the train split of `data_dir`, or the documents of `corpus`."""
+    if not cfg.data_dir:
+        yield from iter_corpus(
             cfg.corpus,
             cfg.text_field,
             cfg.txt_mode,
@@ -283,7 +273,25 @@ def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
             encoding=cfg.encoding,
             on_bad_lines=cfg.on_bad_lines,
         )
-    for batch in batches:
+        return
+    dd = load_saved(cfg.data_dir)
+    if "train" not in dd:
+        raise UserError(f"tokenizer: data_dir {cfg.data_dir} has no 'train' split; splits: {', '.join(dd)}")
+    if "text" not in dd["train"].column_names:
+        raise UserError(
+            f"tokenizer: data_dir {cfg.data_dir} has no column 'text'; columns found: {', '.join(dd['train'].column_names)}"
+        )
+    train = Path(cfg.data_dir) / "train"
+    yield from iter_text_batches(train, 0, len(dd["train"]), _BATCH, max_bytes=BATCH_CHARS)
+
+
+def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
+    """Batches of training texts, in order, until `max_train_bytes` UTF-8 bytes were given.
+
+    A document longer than `DEFAULT_MAX_DOCUMENT_CHARS` is given in pieces cut at whitespace (prepared
+    documents never are: `prepare` splits them), and a batch never holds much more than `BATCH_CHARS`
+    characters, so the trainer never holds one huge text at once."""
+    for batch in char_bounded(_source_batches(cfg), BATCH_CHARS):
         for start in range(0, len(batch), _BATCH):
             out = []
             for text in batch[start : start + _BATCH]:
@@ -291,7 +299,7 @@ def _training_texts(cfg: TokenizerConfig, seen: dict) -> Iterator[list[str]]:
                     break
                 seen["bytes"] += len(text.encode("utf-8"))
                 seen["documents"] += 1
-                out.append(text)
+                out += split_document(text, DEFAULT_MAX_DOCUMENT_CHARS)
             if out:
                 yield out
             if seen["bytes"] >= cfg.max_train_bytes:
@@ -344,6 +352,11 @@ def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenize
         if seen["documents"] == 0:
             raise UserError(f"tokenizer: {source} has no text to train on")
         trained_size = tok.get_vocab_size(with_added_tokens=True)
+        if trained_size <= len(SPECIAL_TOKENS):
+            raise UserError(
+                f"tokenizer: {source} gave no tokens to learn: its {seen['documents']} document(s) are empty "
+                "once normalised (only control, zero-width or format characters?)"
+            )
         hf_tok = finish_tokenizer(tok, cfg)
         stats = {
             "kind": cfg.kind,

@@ -560,6 +560,8 @@ def _load_task(cfg: FinetuneConfig) -> _Task:
         seed=cfg.seed,
         stratify=cfg.problem_type == SINGLE_LABEL,
     )
+    if cfg.problem_type == SINGLE_LABEL:
+        labelled_data.warn_missing_labels(train, cfg.label_column, label_map, cfg.train_file)
     return _Task(train_full, train, evals, label_map, _label_names(cfg, label_map))
 
 
@@ -635,6 +637,7 @@ def _training_results(
         "labels": task.label_names,
         "train_samples": len(task.train),
         "train_samples_available": len(task.train_full),
+        "train_labels_missing": labelled_data.missing_labels(task.train, cfg.label_column, task.label_map),
         "label_fraction": cfg.label_fraction,
         "seed": cfg.seed,
         "max_seq_length": cfg.max_seq_length,

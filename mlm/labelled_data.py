@@ -5,13 +5,15 @@ formats and errors) is `data_prep.read`; this module makes the columns strings a
 The returned dataset keeps only the text column(s) and the label column, under their original names; texts
 are strings, and so are labels, except for multi-label classification (a list of strings per row: a JSON list,
 or labels separated by commas in a text cell) and regression (a number per row). `build_label_map` fixes the
-label order; `check_labels` rejects dev/test labels that training never saw.
+label order; `check_labels` rejects dev/test labels that training never saw. A split whose texts are all empty is refused, one with more than half of them
+empty warned about; `missing_labels` names the classes a training subset has no example of.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from data_prep.errors import UserError
 from data_prep.read import ReadOptions, read_columns
+from data_prep.text import has_visible_text
 from mlm.metrics.problems import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 
 
@@ -59,8 +62,11 @@ def load_labelled(
     columns, where = read_columns(spec, wanted, opts, split=split)
     data = {c: [_as_text(v) for v in columns[c]] for c in wanted if c != label_column}
     data[label_column] = _labels(columns[label_column], problem_type, where)
-    ds = _from_columns(data, wanted, label_column, problem_type)
-    return _check_labels_present(ds, label_column, where)
+    ds = _check_labels_present(_from_columns(data, wanted, label_column, problem_type), label_column, where)
+    for column in (text_column, text_pair_column):
+        if column:
+            _check_texts_present(data[column], column, where)
+    return ds
 
 
 def _from_columns(
@@ -137,6 +143,31 @@ def check_labels(ds: datasets.Dataset, label_column: str, label_map: Sequence[st
         )
 
 
+def missing_labels(ds: datasets.Dataset, label_column: str, label_map: Sequence[str]) -> list[str]:
+    """The labels of `label_map` that no row of `ds` has (e.g. after subsetting the training data)."""
+    present = {str(v) for v in ds[label_column]}
+    return [name for name in label_map if name not in present]
+
+
+def warn_missing_labels(
+    ds: datasets.Dataset, label_column: str, label_map: Sequence[str], where: str
+) -> None:
+    """Warn on stderr when a training subset has no example of some classes.
+
+    A warning, not an error: a subset smaller than the number of classes is a fair few-shot experiment (a
+    point of a label-efficiency curve); the model keeps an output for every class and dev/test are scored
+    on all of them, but the classes it never saw cannot be learned, and the user must know."""
+    missing = missing_labels(ds, label_column, label_map)
+    if missing:
+        names = ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        print(
+            f"warning: {where}: the {len(ds)} training example(s) kept (label_fraction, max_train_samples) "
+            f"have no example of {len(missing)} of the {len(label_map)} classes ({names}); keep at least "
+            f"{len(label_map)} to train on every class",
+            file=sys.stderr,
+        )
+
+
 def label_ids(ds: datasets.Dataset, label_column: str, label_map: Sequence[str]) -> list[int]:
     """The class id of each row's label."""
     index = {name: i for i, name in enumerate(label_map)}
@@ -210,6 +241,20 @@ def _flat(labels: Iterable[Any]) -> Iterable[Any]:
             yield from v
         else:
             yield v
+
+
+def _check_texts_present(texts: list[str], column: str, where: str) -> None:
+    """All texts empty (or with nothing visible) is a UserError; more than half of them, a warning."""
+    empty = sum(1 for t in texts if not has_visible_text(t))
+    if empty == len(texts):
+        raise UserError(
+            f"{where}: all {len(texts)} texts in column '{column}' are empty; is '{column}' the text column?"
+        )
+    if 2 * empty > len(texts):
+        print(
+            f"warning: {where}: {empty} of {len(texts)} texts in column '{column}' are empty",
+            file=sys.stderr,
+        )
 
 
 def _as_text(value: Any, is_label: bool = False) -> str | None:

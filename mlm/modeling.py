@@ -469,6 +469,16 @@ def reuse_freed_memory(enable: bool = True) -> bool:
     return bool(ok)
 
 
+def release_freed_memory() -> bool:
+    """Give the pages of freed memory back to the system (glibc's `malloc_trim`), wherever they lie in the
+    heap; the memory stays reserved for reuse. False, doing nothing, where glibc is not the C library."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
 def build_model(config: BertConfig | ModernBertConfig, masked_only_head: bool = True) -> PreTrainedModel:
     """A freshly initialised MLM model. BERT: the masked-only head (fast) or the plain BertForMaskedLM.
     ModernBERT: `ModernBertForMaskedLM`, with its own sparse prediction (the head on masked positions only)."""

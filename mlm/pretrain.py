@@ -56,6 +56,7 @@ from mlm.trainer import (
     ExactResumeCallback,
     MaskRateSchedule,
     PretrainTrainer,
+    ReleaseFreedMemory,
     RunRecordCallback,
     TimeBudget,
     TrainEvalCollator,
@@ -435,6 +436,7 @@ def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
             write_config=lambda folder: _write_step_metadata(folder, cfg, run.data.tokenizer_dir),
         )
     )
+    trainer.add_callback(ReleaseFreedMemory())
     budget_s = cfg.max_time_minutes * 60 if cfg.max_time_minutes else None
     if budget_s:
         trainer.add_callback(TimeBudget(budget_s, cfg.lr_scheduler_type, cfg.warmup_ratio))
