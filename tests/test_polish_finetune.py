@@ -246,10 +246,16 @@ def test_a_recipe_pushes_only_the_pretrained_classifier_not_its_scratch_baseline
         return {}
 
     monkeypatch.setattr(mlm.finetune, "finetune", fake_finetune)
+    from transformers import BertConfig, BertForMaskedLM
+
+    model, data = tmp_path / "m", tmp_path / "t.csv"  # inputs that exist: the recipe is checked up front
+    BertForMaskedLM(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=1,
+                               intermediate_size=16)).save_pretrained(model)  # fmt: skip
+    data.write_text("text,label\nx,a\ny,b\n")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""
 output_dir: {tmp_path / "runs"}
-finetune: {{model: m, train_file: t.csv, push_to_hub: true, hub_model_id: me/cls, label_names: [a, b]}}
+finetune: {{model: {model}, train_file: {data}, push_to_hub: true, hub_model_id: me/cls, label_names: [a, b]}}
 report: {{compare_from_scratch: true, tfidf_baseline: false}}
 """)
     run_recipe(RunConfig(recipe=str(recipe), steps=["finetune"]), log=lambda message: None)

@@ -99,7 +99,7 @@ def test_degenerate_data_ends_in_one_error_line_exit_2(tmp_path, step):
         args = ["finetune", "--model", str(tmp_path / "no-model"), "--train_file", str(src)]
         args += ["--output_dir", str(tmp_path / "out")]
     proc = subprocess.run(
-        [sys.executable, "-m", "mlm", *args],
+        [sys.executable, "-m", "mlm", *args, "--quiet"],  # no progress bars: stderr is the error alone
         capture_output=True,
         text=True,
         env=dict(os.environ),
