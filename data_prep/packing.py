@@ -96,7 +96,7 @@ def check_inputs(cfg: PackConfig) -> None:
 
 
 @dataclass
-class _Special:
+class SpecialIds:
     """The ids the packer writes."""
 
     cls: int
@@ -130,7 +130,7 @@ def load_tokenizer(tokenizer_dir: str, max_seq_length: int | None = None):  # ->
 class Packer:
     """Cut a stream of token batches into blocks; keeps the carried-over tail between batches."""
 
-    def __init__(self, max_seq_length: int, special: _Special) -> None:
+    def __init__(self, max_seq_length: int, special: SpecialIds) -> None:
         self.seq = max_seq_length
         self.room = max_seq_length - 2  # content tokens per block
         self.half = (self.room + 1) // 2  # a block shortened to keep a word whole keeps at least this many
@@ -300,7 +300,7 @@ def pack_shard(job: dict, progress: Callable[[int], Any] | None = None) -> dict:
     backend.no_truncation()
     backend.no_padding()
     table = continuation_table(backend)
-    special = _Special(**job["special"])
+    special = SpecialIds(**job["special"])
     packer = Packer(job["max_seq_length"], special)
     features = _features()
     schema = features.arrow_schema

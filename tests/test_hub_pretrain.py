@@ -48,7 +48,10 @@ pretrain:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     messages = [c.message for c in hub.commits("tester/pushed-bert")]
-    assert messages[1:] == ["Training in progress, step 2", "Training in progress, step 4", "End of training"]
+    assert messages[1:3] == ["Training in progress, step 2", "Training in progress, step 4"]
+    # final/ is pushed at the end, unless it holds exactly what step 4 pushed (the same weights, card and
+    # record, down to the wall time rounded to 0.1 s): then there is nothing new to commit
+    assert messages[3:] in (["End of training"], [])
     files = hub.files("tester/pushed-bert")
     assert "model.safetensors" in files and "tokenizer.json" in files
     report = json.loads((out / "report.json").read_text())["pretrain"]

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from data_prep.errors import UserError
 from data_prep.io import read_json
-from data_prep.packing import PackConfig, Packer, _Special, pack
+from data_prep.packing import PackConfig, Packer, SpecialIds, pack
 
 CLS, SEP, PAD = 2, 3, 0
 SEQ = 32  # the packed_dir fixture's max_seq_length
@@ -119,7 +119,7 @@ def test_tails_carried_across_batches_and_num_proc(tmp_path, prepared_dir, tiny_
 
 
 def test_packer_keeps_words_whole():
-    packer = Packer(10, _Special(cls=CLS, sep=SEP, pad=PAD))  # 8 content tokens per block, keep >= 4
+    packer = Packer(10, SpecialIds(cls=CLS, sep=SEP, pad=PAD))  # 8 content tokens per block, keep >= 4
     ids = np.arange(100, 120, dtype=np.int32)
     starts = np.array([1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], np.int8)
     ids[-1], starts[-1] = SEP, 1
@@ -132,7 +132,7 @@ def test_packer_keeps_words_whole():
     last, _ = packer.finish()
     got = [t for b in (*blocks, *last) for t in b.tolist() if t not in (CLS, SEP, PAD)]
     assert got == list(range(100, 119)) and packer.split_words == 0
-    long_word = Packer(10, _Special(cls=CLS, sep=SEP, pad=PAD))
+    long_word = Packer(10, SpecialIds(cls=CLS, sep=SEP, pad=PAD))
     b, w = long_word.add(np.arange(100, 112, dtype=np.int32), np.array([1] + [0] * 11, np.int8))
     assert long_word.split_words == 1 and b[0].tolist() == [CLS, *range(100, 108), SEP] and w[0][1] == 1
 
