@@ -293,8 +293,9 @@ def test_time_budget_fits_schedule(packed_dir, tmp_path, monkeypatch):
         PretrainConfig(data_dir="x", output_dir="y", max_time_minutes=0).validate()
 
 
-def test_time_budget_schedule_with_a_fake_clock(monkeypatch):
-    """1 s per step and a 1000 s budget: ~1000 steps, warmup then linear decay to ~0, stop at the deadline."""
+def _budget_run(monkeypatch, step_seconds) -> tuple[object, list[float], float]:
+    """TimeBudget (1000 s, linear, 10% warmup) over a fake clock advancing `step_seconds(step)` a step:
+    the final TrainerState, the learning rate of each step, and the clock at the end."""
     import torch
     from transformers import TrainerControl, TrainerState, TrainingArguments, get_scheduler
 
@@ -303,8 +304,7 @@ def test_time_budget_schedule_with_a_fake_clock(monkeypatch):
 
     clock = [0.0]
     monkeypatch.setattr(pretrain_module.time, "perf_counter", lambda: clock[0])
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([param], lr=1.0)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = get_scheduler("linear", opt, num_warmup_steps=10**5, num_training_steps=10**7)
     args = TrainingArguments(output_dir="unused", save_strategy="no", report_to="none", use_cpu=True)
     state, control = TrainerState(max_steps=TimeBudget.MAX_STEPS), TrainerControl()
@@ -312,12 +312,18 @@ def test_time_budget_schedule_with_a_fake_clock(monkeypatch):
     cb.on_train_begin(args, state, control, lr_scheduler=sched)
     lrs = []
     while not control.should_training_stop and state.global_step < state.max_steps:
-        clock[0] += 1.0
+        clock[0] += step_seconds(state.global_step)
         opt.step()
         sched.step()
         state.global_step += 1
         lrs.append(opt.param_groups[0]["lr"])
         cb.on_step_end(args, state, control)
+    return state, lrs, clock[0]
+
+
+def test_time_budget_schedule_with_a_fake_clock(monkeypatch):
+    """1 s per step and a 1000 s budget: ~1000 steps, warmup then linear decay to ~0, stop at the deadline."""
+    state, lrs, _ = _budget_run(monkeypatch, lambda step: 1.0)
     assert 998 <= state.global_step <= 1000 and state.max_steps == state.global_step
     peak = lrs.index(max(lrs))
     assert 95 <= peak <= 105 and max(lrs) == pytest.approx(1.0, abs=0.05)  # warmup: 10% of the fitted steps
@@ -361,27 +367,6 @@ def test_suite_takes_hub_and_builtin_specs(tmp_path):
 def test_time_budget_schedule_ends_at_zero_when_steps_slow_down(monkeypatch):
     """Steps that get slower late in the run (a busy machine): the learning rate still reaches zero at the
     last step the budget allows, not at a step count predicted earlier."""
-    import torch
-    from transformers import TrainerControl, TrainerState, TrainingArguments, get_scheduler
-
-    import mlm.pretrain as pretrain_module
-    from mlm.pretrain import TimeBudget
-
-    clock = [0.0]
-    monkeypatch.setattr(pretrain_module.time, "perf_counter", lambda: clock[0])
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = get_scheduler("linear", opt, num_warmup_steps=10**5, num_training_steps=10**7)
-    args = TrainingArguments(output_dir="unused", save_strategy="no", report_to="none", use_cpu=True)
-    state, control = TrainerState(max_steps=TimeBudget.MAX_STEPS), TrainerControl()
-    cb = TimeBudget(1000.0, "linear", 0.1)
-    cb.on_train_begin(args, state, control, lr_scheduler=sched)
-    lrs = []
-    while not control.should_training_stop and state.global_step < state.max_steps:
-        clock[0] += 1.0 if state.global_step < 600 else 3.0  # three times slower from step 600
-        opt.step()
-        sched.step()
-        state.global_step += 1
-        lrs.append(opt.param_groups[0]["lr"])
-        cb.on_step_end(args, state, control)
-    assert clock[0] <= 1000.0 + 3.0 and state.max_steps == state.global_step  # at most one step past
+    state, lrs, clock = _budget_run(monkeypatch, lambda step: 1.0 if step < 600 else 3.0)  # 3x slower late
+    assert clock <= 1000.0 + 3.0 and state.max_steps == state.global_step  # at most one step past
     assert lrs[-1] == pytest.approx(0.0, abs=1e-9)  # the scheduler stepped to the end of its schedule
