@@ -12,6 +12,7 @@ is steady-state train tokens/s. Last lines: one JSON object per preset.
 
     .venv/bin/python benchmarks/throughput.py                 # tiny and mini on CPU
     .venv/bin/python benchmarks/throughput.py --quick         # smoke run (a minute)
+    .venv/bin/python benchmarks/throughput.py --busy          # cpu_threads auto vs fixed, one core busy
     python benchmarks/throughput.py --device cuda --presets tiny,mini,small
 """
 
@@ -191,6 +192,7 @@ def make_ours(
         pad_token_id=tokenizer.pad_token_id,
         attn_implementation=cfg.attn_implementation,
         pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
+        architecture=cfg.architecture,
     )
     trainer = build_trainer(cfg, objective, objective.build_model(config), data).trainer
     collator = ScoredRows(trainer.data_collator)
@@ -344,6 +346,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     p.add_argument("--ours-options", default="", help="JSON of PretrainConfig overrides for our side")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny only, few steps, one round")
+    p.add_argument("--busy", action="store_true",
+                   help="instead: cpu_threads auto vs fixed counts, idle and with a process busy on one core "
+                   "(benchmarks/busy.py)")  # fmt: skip
+    p.add_argument("--seconds", type=float, default=60.0, help="--busy: wall-clock seconds per run")
+    p.add_argument("--preset", default="tiny", help="--busy: the model size")
     opts = p.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -357,6 +364,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     transformers.logging.set_verbosity_error()
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    if opts.busy:
+        import busy
+
+        return busy.run(opts)
     device = opts.device if opts.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     presets = (
         opts.presets.split(",")

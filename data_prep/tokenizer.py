@@ -128,6 +128,17 @@ def tokenizer_fingerprint(folder: str | os.PathLike) -> str | None:
     spec = read_json(path)
     if not isinstance(spec, dict):
         raise CorruptFileError(f"{path} is damaged: not a tokenizer (expected a JSON object)")
+    return spec_fingerprint(spec)
+
+
+def loaded_tokenizer_fingerprint(tokenizer) -> str | None:
+    """`tokenizer_fingerprint` of a loaded fast tokenizer (from a folder or the Hub); None for a slow one."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return spec_fingerprint(json.loads(backend.to_str())) if backend is not None else None
+
+
+def spec_fingerprint(spec: dict) -> str:
+    """The hash of a tokenizer.json's parts that decide how text becomes ids."""
     parts = {key: spec.get(key) for key in ("model", "normalizer", "pre_tokenizer", "added_tokens")}
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]

@@ -111,6 +111,13 @@ class TrainerOptions:
         },
     )
     disable_tqdm: bool = field(default=False, metadata={"help": "hide progress bars"})
+    cpu_threads: str = field(
+        default="auto",
+        metadata={
+            "help": "CPU: torch threads, or 'auto': timed on the training steps at start, and again when the "
+            "steps slow down or every few minutes (another process busy on a core), the choice logged"
+        },
+    )
 
     def validate(self) -> None:
         for name in (
@@ -137,6 +144,7 @@ class TrainerOptions:
         if self.optim is not None:
             _check_choice("optim", self.optim, "OptimizerNames")
         check_trackers(trackers(self.report_to))
+        parse_cpu_threads(self.cpu_threads)
 
 
 # tracker (a `report_to` name) -> (modules of which one must be importable, the pip argument that installs it)
@@ -178,6 +186,17 @@ def check_trackers(names: list[str]) -> None:
             raise UserError(
                 f"report_to {name}: {modules[0]} is not installed; install it with: pip install {package}"
             )
+
+
+def parse_cpu_threads(value: str) -> int | None:
+    """None for "auto", else the fixed thread count (>= 1); anything else is a `UserError`."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    _check(
+        text.isdigit() and int(text) >= 1, f"cpu_threads must be 'auto' or a positive integer, got {value!r}"
+    )
+    return int(text)
 
 
 def _check_choice(name: str, value: str, enum_name: str) -> None:
@@ -241,6 +260,7 @@ def training_arguments(opts: TrainerOptions, **extra: Any) -> dict[str, Any]:
 
     cuda = torch.cuda.is_available() and not opts.use_cpu
     values = dataclasses.asdict(as_group(opts, TrainerOptions))
+    values.pop("cpu_threads")  # not a TrainingArguments option: see `cpu_thread_tuner`
     values["warmup_steps"] = values.pop("warmup_ratio")  # transformers 5: a float < 1 is a ratio of the steps
     values["optim"] = opts.optim or "adamw_torch_fused"
     values["report_to"] = trackers(opts.report_to) or "none"
@@ -259,6 +279,18 @@ def training_arguments(opts: TrainerOptions, **extra: Any) -> dict[str, Any]:
         values["tf32"] = True  # what is not under bf16 autocast (Ampere and newer only)
     values.update(extra)
     return values
+
+
+def cpu_thread_tuner(opts: TrainerOptions, world_size: int):
+    """Apply `cpu_threads`: a fixed count is set now; for 'auto' on a CPU run, the `ThreadTuner` callback to
+    add to the Trainer (None where there is nothing to tune)."""
+    import torch
+
+    from mlm.threads import configure_cpu_threads
+
+    return configure_cpu_threads(
+        opts.cpu_threads, not (torch.cuda.is_available() and not opts.use_cpu), world_size
+    )
 
 
 def hardware(opts: TrainerOptions) -> str:

@@ -16,7 +16,7 @@ import torch
 from data_prep.errors import UserError
 from data_prep.io import match_file_modes, read_json, write_json
 from data_prep.outputs import as_os_error, check_output, output_folder
-from data_prep.tokenizer import portable_tokenizer_config
+from data_prep.tokenizer import loaded_tokenizer_fingerprint, portable_tokenizer_config
 from mlm.checkpoints import (
     DATA_KEY,
     check_resume_config,
@@ -38,6 +38,7 @@ from mlm.options import (
     HubOptions,
     TrainerOptions,
     as_group,
+    cpu_thread_tuner,
     hardware,
     training_arguments,
     validate_groups,
@@ -337,7 +338,9 @@ def _check_same_tokenizer(init_from: str, data: PretrainData) -> None:
         own = AutoTokenizer.from_pretrained(init_from)
     except (OSError, ValueError) as e:
         raise UserError(f"init_from: no tokenizer in {init_from}: {str(e).splitlines()[0]}") from None
-    if own.get_vocab() != data.tokenizer.get_vocab():
+    theirs = loaded_tokenizer_fingerprint(own)
+    same = theirs == loaded_tokenizer_fingerprint(data.tokenizer) if theirs else None
+    if not (same if same is not None else own.get_vocab() == data.tokenizer.get_vocab()):
         raise UserError(
             f"init_from: the packed data was made with the tokenizer {data.tokenizer_dir}, not with the tokenizer "
             f"of {init_from}; pack the corpus with `--tokenizer_dir {init_from}`"
@@ -437,6 +440,9 @@ def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
         )
     )
     trainer.add_callback(ReleaseFreedMemory())
+    tuner = cpu_thread_tuner(as_group(cfg, TrainerOptions), trainer.args.world_size)
+    if tuner:
+        trainer.add_callback(tuner)
     budget_s = cfg.max_time_minutes * 60 if cfg.max_time_minutes else None
     if budget_s:
         trainer.add_callback(TimeBudget(budget_s, cfg.lr_scheduler_type, cfg.warmup_ratio))
