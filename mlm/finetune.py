@@ -43,8 +43,9 @@ from data_prep.outputs import check_output, output_folder
 from data_prep.read import ReadOptions
 from data_prep.steps import write_step_metadata
 from data_prep.tokenizer import save_tokenizer, tokenizer_fingerprint
-from mlm import labelled_data, metrics
+from mlm import labelled_data, long_text, metrics
 from mlm.distributed import destroy_process_group_at_exit
+from mlm.long_text import LONG_TEXT
 from mlm.metrics import MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
 from mlm.model_card import write_model_card
 from mlm.model_folder import check_model_folder
@@ -53,6 +54,7 @@ from mlm.options import (
     HubOptions,
     TrainerOptions,
     as_group,
+    cpu_thread_tuner,
     training_arguments,
     validate_groups,
     with_defaults,
@@ -68,6 +70,7 @@ from mlm.run_record import (
     describe_hardware,
     spec_parts,
 )
+from mlm.threads import CountTokens
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +150,17 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
         },
     )
     max_seq_length: int = field(
-        default=128, metadata={"help": "longer inputs are truncated to this many tokens"}
+        default=128, metadata={"help": "tokens per input; longer texts are handled as `long_text` says"}
+    )
+    long_text: str = field(
+        default="truncate",
+        metadata={
+            "help": "texts over max_seq_length: truncate (keep the head), head_tail (a quarter from the head, "
+            "the rest from the end), chunks (overlapping windows; a text's logits are its windows' mean)"
+        },
+    )
+    doc_stride: int | None = field(
+        default=None, metadata={"help": "chunks: tokens shared by neighbouring windows (default: a quarter)"}
     )
     metrics: list[str] | None = field(
         default=None,
@@ -202,6 +215,7 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UserError(f"finetune: '{name}' must be positive, got {value}")
+        self._validate_long_text()
         if not self.num_train_epochs > 0 and self.max_steps <= 0:
             raise UserError(f"finetune: 'num_train_epochs' must be positive, got {self.num_train_epochs}")
         if not 0 < self.label_fraction <= 1:
@@ -225,6 +239,20 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
                 raise UserError("finetune: metric_for_best_model needs a validation_file")
         if self.fp16 and self.bf16:
             raise UserError("finetune: set at most one of fp16 and bf16")
+
+    def _validate_long_text(self) -> None:
+        if self.long_text not in LONG_TEXT:
+            raise UserError(f"finetune: unknown long_text '{self.long_text}'; valid: {', '.join(LONG_TEXT)}")
+        if self.long_text != "truncate" and self.text_pair_column:
+            raise UserError(f"finetune: long_text {self.long_text} works on single texts, not text pairs "
+                            f"(text_pair_column {self.text_pair_column}): use long_text: truncate")  # fmt: skip
+        if self.doc_stride is not None and not 0 <= self.doc_stride < self.max_seq_length // 2:
+            raise UserError(f"finetune: doc_stride must be in [0, max_seq_length / 2), got {self.doc_stride}")
+
+    @property
+    def stride(self) -> int:
+        """Tokens shared by neighbouring chunks."""
+        return self.doc_stride if self.doc_stride is not None else self.max_seq_length // 4
 
     def _validate_hub(self) -> None:
         if not self.push_to_hub:
@@ -276,23 +304,21 @@ def encode_labels(values: list, cfg: FinetuneConfig, label_map: list[str]) -> li
 def tokenize_split(
     ds: datasets.Dataset, cfg: FinetuneConfig, tokenizer: Any, label_map: list[str]
 ) -> datasets.Dataset:
-    """input_ids (+ token_type_ids, attention_mask) truncated to max_seq_length, and the `labels` of
-    `encode_labels`."""
+    """input_ids (+ token_type_ids, attention_mask) of at most max_seq_length tokens, as `long_text` says,
+    and the `labels` of `encode_labels` (with `chunks`, a row per window and its document in `doc`)."""
 
-    def encode(batch: dict[str, list]) -> dict[str, list]:
+    def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
         pair = batch[cfg.text_pair_column] if cfg.text_pair_column else None
-        enc = tokenizer(
-            batch[cfg.text_column],
-            pair,
-            truncation=True,
-            max_length=cfg.max_seq_length,
-            # segment ids tell BERT which text is which, even if the tokenizer does not return them by default
-            return_token_type_ids=True if pair is not None else None,
-        )
-        enc["labels"] = encode_labels(batch[cfg.label_column], cfg, label_map)
-        return dict(enc)
+        enc = long_text.encode(tokenizer, batch[cfg.text_column], pair, cfg.max_seq_length, cfg.long_text,
+                               cfg.stride)  # fmt: skip
+        labels = encode_labels(batch[cfg.label_column], cfg, label_map)
+        if long_text.DOC in enc:  # a row per window: its document's label, and the document's row in `ds`
+            labels = [labels[d] for d in enc[long_text.DOC]]
+            enc[long_text.DOC] = [rows[d] for d in enc[long_text.DOC]]
+        enc["labels"] = labels
+        return enc
 
-    return ds.map(encode, batched=True, remove_columns=ds.column_names, desc=None)
+    return ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names, desc=None)
 
 
 # --- model --------------------------------------------------------------------------------------------
@@ -605,17 +631,17 @@ def _train(
     args = _training_args(cfg, scratch, len(train_tok), "validation" in evals_tok)
     keep_best = _KeepBest(cfg.metric_for_best_model) if cfg.metric_for_best_model else None
     destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None)
+    tuner = cpu_thread_tuner(as_group(cfg, TrainerOptions), args.world_size)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_tok,
         eval_dataset=evals_tok.get("validation"),
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(
-            tokenizer, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None
-        ),
+        data_collator=CountTokens(collator, tuner) if tuner else collator,
         compute_metrics=_metric_fn(cfg.reported_metrics, cfg.problem_type),
-        callbacks=[keep_best] if keep_best else None,
+        callbacks=[c for c in (keep_best, tuner) if c],
     )
     install_progress(trainer)
     train_out = trainer.train()
@@ -672,22 +698,36 @@ def _evaluate_splits(
     results: dict[str, Any] = {}
     for split, ds in evals_tok.items():
         prefix = "eval" if split == "validation" else "test"
-        pred = trainer.predict(ds, metric_key_prefix=prefix)
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        values = _clean(prefix, pred.metrics)
+        logits, label_ids, values = _predict(cfg, trainer, ds, prefix)
         results[split] = {
             **{m: values[m] for m in cfg.reported_metrics},
             "loss": values.get("loss"),
-            "samples": len(ds),
+            "samples": len(label_ids),
             "runtime": values.get("runtime"),
         }
         if split == "test" or "test" not in evals_tok:
             results["predictions_of"] = split
-            write_predictions(
-                out / "predictions.jsonl", logits, pred.label_ids, label_names, cfg.problem_type
-            )
+            write_predictions(out / "predictions.jsonl", logits, label_ids, label_names, cfg.problem_type)
     results.setdefault("predictions_of", None)
     return results
+
+
+def _predict(
+    cfg: FinetuneConfig, trainer: Trainer, ds: datasets.Dataset, prefix: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Logits, labels and metrics (loss, runtime, ...) of each example of `ds`; with `chunks`, of each
+    document, its logits the mean of its windows'."""
+    pred = trainer.predict(ds, metric_key_prefix=prefix)
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    values = _clean(prefix, pred.metrics)
+    if long_text.DOC not in ds.column_names:
+        return logits, pred.label_ids, values
+    logits, label_ids = long_text.document_logits(logits, pred.label_ids, ds[long_text.DOC])
+    values.update(
+        _metric_fn(cfg.reported_metrics, cfg.problem_type)(transformers.EvalPrediction(logits, label_ids))
+    )
+    values["loss"] = long_text.document_loss(logits, label_ids, cfg.problem_type)
+    return logits, label_ids, values
 
 
 def _split_names(cfg: FinetuneConfig) -> dict[str, str]:

@@ -31,6 +31,8 @@ FINETUNE_KEYS = (
     "weight_decay",
     "warmup_ratio",
     "max_seq_length",
+    "long_text",
+    "doc_stride",
     "metric_for_best_model",
 )
 

@@ -1,0 +1,97 @@
+"""What `long_text` changes on IMDB: truncate vs head_tail vs chunks, pretrained and from scratch.
+
+    .venv/bin/python benchmarks/long_text.py                          # 28-minute pretraining, then ~40 min
+    .venv/bin/python benchmarks/long_text.py --pretrain-minutes 10    # a shorter pretraining
+
+1. Pretraining: `recipes/imdb_pretrain.yaml` with `max_time_minutes` set to `--pretrain-minutes` (and no
+   intermediate checkpoints), into runs/long_text/pretrain (reused when finished).
+2. For each mode, `mlm evaluate` on the IMDB task of suites/imdb_sst2_cpu.yaml (4,000 training reviews, a
+   fixed 5,000 of the test reviews, 128 tokens) with `long_text` set: the pretrained model and the same
+   model from scratch (TF-IDF, which reads whole reviews, once).
+3. One JSON line per mode / method (accuracy median over seeds, the seeds, fine-tuning seconds) printed and
+   written to benchmarks/results/long_text-YYYYMMDD.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from downstream import jsonl_rows, log  # noqa: E402  (benchmarks/, the script's folder)
+
+from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
+from mlm.recipe import RunConfig, run_recipe  # noqa: E402
+
+MODES = ("truncate", "head_tail", "chunks")
+
+
+def pretrained(out: Path, minutes: float) -> Path:
+    """The IMDB recipe at `minutes` of pretraining, run into `out` (reused when its final/ exists)."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "imdb_pretrain.yaml").read_text())
+    recipe["output_dir"] = str(out)
+    recipe["pretrain"].update(max_time_minutes=minutes, keep_checkpoints=False, save_steps=500)
+    path = out.parent / "imdb_pretrain_long_text.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe))
+    final = out / "pretrain" / "final"
+    if not (final / "config.json").is_file():
+        run_recipe(RunConfig(recipe=str(path), steps=["prepare", "tokenizer", "pack", "pretrain"]), log=log)
+    return final
+
+
+def suite_for(mode: str, folder: Path) -> Path:
+    """suites/imdb_sst2_cpu.yaml with its IMDB task only and `long_text: mode`."""
+    suite = yaml.safe_load((ROOT / "suites" / "imdb_sst2_cpu.yaml").read_text())
+    suite["tasks"] = {"imdb": suite["tasks"]["imdb"]}
+    suite["finetune"]["long_text"] = mode
+    for split in ("train", "test"):  # the suite's paths are relative to the project root
+        suite["tasks"]["imdb"][split] = str((ROOT / suite["tasks"]["imdb"][split]).resolve())
+    path = folder / f"imdb_{mode}.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pretrain-minutes", type=float, default=28.0)
+    p.add_argument("--output-dir", default="runs/long_text")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--modes", default=",".join(MODES))
+    args = p.parse_args()
+    os.chdir(ROOT)
+    out = Path(args.output_dir).resolve()
+    started = time.perf_counter()
+    final = pretrained(out / "imdb", args.pretrain_minutes)
+    rows = []
+    for mode in args.modes.split(","):
+        cfg = EvaluateConfig(model=str(final), suite=str(suite_for(mode, out)), output_dir=str(out / mode),
+                             tasks=["imdb"], seeds=args.seeds, seeds_at_full=args.seeds, label_fractions=["1.0"],
+                             no_tfidf=mode != "truncate")  # fmt: skip
+        t = time.perf_counter()
+        results = evaluate(cfg, log=log)
+        for row in jsonl_rows(results):
+            row.update(long_text=mode, pretrain_minutes=args.pretrain_minutes,
+                       evaluate_seconds=round(time.perf_counter() - t))  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    day = datetime.date.today().strftime("%Y%m%d")
+    jsonl = ROOT / "benchmarks" / "results" / f"long_text-{day}.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    log(f"[long_text] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
