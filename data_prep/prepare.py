@@ -4,6 +4,7 @@ duplicate ones, split off validation."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import html
 import multiprocessing
@@ -282,6 +283,10 @@ class _Cleaned(NamedTuple):
 def _jobs(cfg: PrepareConfig, sources: list[Source]) -> Iterator[tuple[list[str], PrepareConfig, str]]:
     """The cleaning jobs: each batch of texts read, with the config and the name of the source it is from."""
     opts = corpus_options(**cfg.reading_kwargs())
+    if (
+        cfg.long_documents == "split"
+    ):  # a line of a .txt file longer than a document may be is never held whole
+        opts = dataclasses.replace(opts, max_line_chars=cfg.max_document_chars)
     for source in sources:
         where = source.name if source.kind == "file" else source.spec
         for texts in iter_texts(source, cfg.text_field, opts):

@@ -44,6 +44,7 @@ from typing import IO, Any
 
 from data_prep.cache import file_digest
 from data_prep.errors import UserError
+from data_prep.text import split_document
 
 SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
 TXT_MODES = ("line", "paragraph")
@@ -75,6 +76,7 @@ class ReadOptions:
         None  # split fields on this ("tab", "space" and "comma" work too); None: the suffix
     )
     column_names: tuple[str, ...] | None = None  # the columns of a delimited file without a header
+    max_line_chars: int | None = None  # .txt: a longer line is read in pieces of at most this, cut at spaces
 
     def __post_init__(self) -> None:
         _choice("txt_mode", self.txt_mode, TXT_MODES)
@@ -289,16 +291,54 @@ def _getter(keys: Sequence[Any]) -> Callable[[Any], Any]:
     return operator.itemgetter(*keys)
 
 
-def _txt_documents(f: IO[str], txt_mode: str) -> Iterator[str]:
-    """The non-empty lines, or the blank-line-separated paragraphs, of a text file, stripped."""
+def bounded_lines(f: IO[str], limit: int | None, where: str = "") -> Iterator[str]:
+    """The lines of `f`; with `limit`, a longer line comes in pieces of at most `limit` characters cut at
+    whitespace (`split_document`: the last two of a line of about equal size, so no scrap is left), and one
+    warning names the first such line of `where`. At most 1.5 x `limit` characters are held at once."""
+    if limit is None:
+        yield from f
+        return
+    held, line, long_lines, step = "", 1, [], max(1, limit // 2)
+    while chunk := f.readline(step):
+        ends = chunk.endswith("\n") or len(chunk) < step
+        if not held and ends:
+            yield chunk
+            line += 1
+            continue
+        text = held + chunk  # at most 1.5 x limit
+        if len(text) > limit and (not long_lines or long_lines[-1] != line):
+            long_lines.append(line)
+        if ends:  # the end of the line
+            yield from split_document(text, limit)
+            held, line = "", line + 1
+        elif len(text) <= limit:
+            held = text
+        else:  # give out a head, so that at most `limit` stay held
+            low = len(text) - limit
+            cut = max(text.rfind(" ", low, limit), text.rfind("\n", low, limit)) + 1 or limit
+            yield text[:cut]
+            held = text[cut:]
+    if held:
+        yield from split_document(held, limit)
+    if long_lines:
+        print(f"warning: {where or 'text'}: {len(long_lines)} line(s) longer than {limit:,} characters, the first "
+              f"at line {long_lines[0]}, read in pieces cut at spaces (max_document_chars)", file=sys.stderr)  # fmt: skip
+
+
+def _txt_documents(
+    f: IO[str], txt_mode: str, max_line_chars: int | None = None, where: str = ""
+) -> Iterator[str]:
+    """The non-empty lines, or the blank-line-separated paragraphs, of a text file, stripped (a line over
+    `max_line_chars` in pieces)."""
+    lines = bounded_lines(f, max_line_chars, where)
     if txt_mode == "line":
-        for line in f:
+        for line in lines:
             line = line.strip()
             if line:
                 yield line
         return
     para: list[str] = []
-    for line in f:
+    for line in lines:
         line = line.rstrip()
         if line.strip():
             para.append(line)
@@ -713,7 +753,7 @@ def iter_texts(source: Source, field: str = "text", opts: ReadOptions | None = N
         return
     if source.kind == "file" and source.suffix == ".txt" and opts.delimiter is None:
         with _Text(source.name, opts) as f:
-            yield from _batched(_txt_documents(f, opts.txt_mode))
+            yield from _batched(_txt_documents(f, opts.txt_mode, opts.max_line_chars, source.name))
         return
     where = source.spec if source.kind == "hf" else source.name
     row = 0

@@ -188,16 +188,51 @@ def test_split_document_without_whitespace_cuts_between_characters():
     assert not any(p[0] == "\u0301" for p in pieces)  # an accent stays with its letter
 
 
-def test_prepare_splits_a_5mb_line(tmp_path):
+def test_prepare_splits_a_5mb_line(tmp_path, capsys):
     line = _long_line(5_000_000)
     docs = make_tiny_texts(60)[:48]
     src = _lines(tmp_path / "corpus.txt", docs[:24] + [line] + docs[24:])
     stats = prepare(PrepareConfig(corpus=[str(src)], output_dir=str(tmp_path / "out"), dedup=False))
     texts = _texts(tmp_path / "out")
-    assert stats["long_documents_split"] == 1 and stats["documents_in"] == 49
+    # a .txt line is read in pieces (never held whole), with one warning naming the line
+    assert (
+        f"{src}: 1 line(s) longer than 1,000,000 characters, the first at line 25" in capsys.readouterr().err
+    )
+    assert stats["documents_in"] > 49
     assert max(map(len, texts)) <= DEFAULT_MAX_DOCUMENT_CHARS
     assert stats["documents_out"] == len(texts) > 49
     assert Counter(w for t in texts for w in t.split()) == Counter((" ".join(docs) + " " + line).split())
+
+
+def test_a_long_jsonl_document_is_split_after_cleaning(tmp_path):
+    docs = make_tiny_texts(20)
+    src = tmp_path / "corpus.jsonl"
+    src.write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in docs + [_long_line(3000)]), encoding="utf-8"
+    )
+    stats = prepare(PrepareConfig(corpus=[str(src)], output_dir=str(tmp_path / "out"), dedup=False,
+                                  max_document_chars=1000))  # fmt: skip
+    assert stats["long_documents_split"] == 1 and stats["documents_in"] == 21
+    assert max(map(len, _texts(tmp_path / "out"))) <= 1000
+
+
+@pytest.mark.parametrize("limit", [100, 1000])
+def test_bounded_lines_cut_long_lines_and_keep_every_word(limit, capsys):
+    import io
+
+    from data_prep.read import bounded_lines
+
+    words = " ".join(f"w{i}" for i in range(2000))
+    text = "short line\n" + words + "\n" + "x" * 2500 + "\nlast"
+    pieces = list(bounded_lines(io.StringIO(text), limit, "f.txt"))
+    assert pieces[0] == "short line\n" and pieces[-1] == "last"
+    assert all(len(p) <= limit for p in pieces)
+    assert "".join("".join(pieces).split()) == "".join(text.split())  # nothing lost but whitespace
+    assert [
+        w for p in pieces if p.lstrip().startswith("w") for w in p.split()
+    ] == words.split()  # cuts at spaces
+    assert min(len(p) for p in pieces[1:-1]) >= limit // 4  # no scraps
+    assert "f.txt: 2 line(s) longer than" in capsys.readouterr().err
 
 
 def test_prepare_refuses_a_long_document_when_asked(tmp_path):
