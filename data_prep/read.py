@@ -44,7 +44,7 @@ from typing import IO, Any
 
 from data_prep.cache import file_digest
 from data_prep.errors import UserError
-from data_prep.text import split_document
+from data_prep.text import BATCH_CHARS, split_document
 
 SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
 TXT_MODES = ("line", "paragraph")
@@ -283,6 +283,20 @@ class _Text:
 def _batched(items: Iterable[Any]) -> Iterator[list[Any]]:
     it = iter(items)
     while batch := list(itertools.islice(it, BATCH)):
+        yield batch
+
+
+def _text_batches(texts: Iterable[str]) -> Iterator[list[str]]:
+    """Batches of at most BATCH texts and about BATCH_CHARS characters (a batch always has one text)."""
+    batch: list[str] = []
+    chars = 0
+    for text in texts:
+        batch.append(text)
+        chars += len(text)
+        if len(batch) >= BATCH or chars >= BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
         yield batch
 
 
@@ -753,7 +767,7 @@ def iter_texts(source: Source, field: str = "text", opts: ReadOptions | None = N
         return
     if source.kind == "file" and source.suffix == ".txt" and opts.delimiter is None:
         with _Text(source.name, opts) as f:
-            yield from _batched(_txt_documents(f, opts.txt_mode, opts.max_line_chars, source.name))
+            yield from _text_batches(_txt_documents(f, opts.txt_mode, opts.max_line_chars, source.name))
         return
     where = source.spec if source.kind == "hf" else source.name
     row = 0
