@@ -4,7 +4,8 @@
 # Installs the working tree into a venv that sees the machine's preinstalled torch (no torch download): the
 # benchmark's dependencies from PyPI, or offline from wheels carried in .whl/, then `pip install -e .`.
 # Runs benchmarks/throughput.py on the GPU (bf16 autocast on both sides; presets tiny, mini, small), then
-# `mini` with objective: electra and with architecture: modernbert (the GPU path of each), and writes everything it prints to $OUT/gpu_throughput.txt when $OUT is set, else benchmarks/results/.
+# `mini` with objective: electra and with architecture: modernbert (the GPU path of each), and writes
+# everything it prints to $OUT/gpu_throughput.txt when $OUT is set, else benchmarks/results/.
 # Extra arguments go to throughput.py (e.g. --presets mini --steps 40).
 set -uo pipefail
 cd "$(dirname "$0")/.."
