@@ -179,6 +179,13 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
             "metric (or 'loss'); default: keep the last"
         },
     )
+    min_train_steps: int = field(
+        default=0,
+        metadata={
+            "help": "train at least this many optimizer steps (more epochs when the training set is small; "
+            "max_steps wins when set)"
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "use at most this many training examples (stratified, seeded)"}
     )
@@ -216,6 +223,8 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
             if value is not None and value <= 0:
                 raise UserError(f"finetune: '{name}' must be positive, got {value}")
         self._validate_long_text()
+        if self.min_train_steps < 0:
+            raise UserError(f"finetune: 'min_train_steps' must be >= 0, got {self.min_train_steps}")
         if not self.num_train_epochs > 0 and self.max_steps <= 0:
             raise UserError(f"finetune: 'num_train_epochs' must be positive, got {self.num_train_epochs}")
         if not 0 < self.label_fraction <= 1:
@@ -449,8 +458,11 @@ def _training_args(
     cfg: FinetuneConfig, scratch: Path, n_train: int, has_validation: bool
 ) -> TrainingArguments:
     fp16, bf16 = _precision(cfg)
-    steps_per_epoch = math.ceil(n_train / cfg.per_device_train_batch_size)
+    steps_per_epoch = math.ceil(n_train / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps))
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.num_train_epochs))
+    max_steps = cfg.max_steps
+    if max_steps <= 0 and total_steps < cfg.min_train_steps:  # few labels: more epochs, not too few steps
+        max_steps = total_steps = cfg.min_train_steps
     if not has_validation:
         eval_strategy = "no"
     elif cfg.eval_steps:
@@ -465,6 +477,7 @@ def _training_args(
         save_strategy="no",
         logging_strategy="steps",
         logging_steps=cfg.logging_steps or max(1, total_steps // 20),
+        max_steps=max_steps,
         fp16=fp16,
         bf16=bf16,
     )

@@ -557,3 +557,19 @@ def test_real_split_names_and_from_scratch_card(
     assert {r.dataset_split for r in card.data.eval_results} == {"dev", "heldout"}
     assert {r.dataset_type for r in card.data.eval_results} == {"builtin:pydocs"}
     assert "trained from random weights" in card.text and "on the heldout split:" in card.text
+
+
+def test_min_train_steps_gives_a_small_training_set_more_epochs(
+    checkpoint: Path, task: dict[str, Path], tmp_path: Path
+) -> None:
+    small = {"train": write_csv(tmp_path / "small.csv", sentiment_rows(40, seed=5)), "test": task["test"]}
+    plain = finetune(config(checkpoint, tmp_path / "plain", small, save_model=False))
+    assert plain["train"]["steps"] == 9  # 3 epochs of 3 batches of 16
+    floored = finetune(config(checkpoint, tmp_path / "floor", small, save_model=False, min_train_steps=30))
+    assert floored["train"]["steps"] == 30
+    capped = finetune(
+        config(checkpoint, tmp_path / "cap", small, save_model=False, min_train_steps=30, max_steps=5)
+    )
+    assert capped["train"]["steps"] == 5  # max_steps wins
+    with pytest.raises(UserError, match="min_train_steps"):
+        config(checkpoint, tmp_path / "x", small, min_train_steps=-1).validate()

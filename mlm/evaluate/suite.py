@@ -26,6 +26,7 @@ MAX_EPOCHS = 5.0
 FINETUNE_KEYS = (
     "learning_rate",
     "num_train_epochs",
+    "min_train_steps",
     "per_device_train_batch_size",
     "per_device_eval_batch_size",
     "weight_decay",
