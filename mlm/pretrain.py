@@ -471,11 +471,22 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
     staging = out / ".final-model"
     if gathered:
         trainer.save_model(str(staging))
-    if not trainer.is_world_process_zero():
-        return metrics
+    if trainer.is_world_process_zero():
+        _write_final(run, final_eval, wall, metrics, staging if gathered else None)
+    # no process exits (tearing its process group down, which can abort it) while the main one writes
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def _write_final(
+    run: PretrainRun, final_eval: dict, wall: float, metrics: dict, staging: Path | None
+) -> None:
+    """The main process: `final/`, the loss history and plot, the Hub push, metrics.json."""
+    cfg, trainer = run.cfg, run.trainer
+    out = Path(cfg.output_dir)
     record = run_record(run, trainer.state.global_step, final_eval, wall)
     with output_folder(out / FINAL_DIR, PRETRAIN_STEP, _inputs(cfg, run.data), main=True) as tmp:
-        if gathered:
+        if staging is not None:
             for f in staging.iterdir():
                 os.replace(f, tmp / f.name)
             staging.rmdir()
@@ -496,7 +507,6 @@ def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any
         print(f"warning: {f}")
     metrics["hub_push_failures"] = failures
     write_json(out / "metrics.json", metrics)
-    return metrics
 
 
 def _final_metrics(run: PretrainRun, train_out: Any, final_eval: dict, wall: float) -> dict[str, Any]:

@@ -13,7 +13,8 @@ times the real training steps (nothing extra is computed):
 - a candidate whose first step is already far slower than the best is dropped after that step, so a probe
   on a busy machine costs about two slow steps.
 
-Every choice is logged with the timings behind it. Changing the count changes the order of float sums, so
+Every choice is logged (logger `mlm`) with the timings behind it, and a new one is shown on stderr
+unless `--quiet`. Changing the count changes the order of float sums, so
 a run with `auto` is not bitwise reproducible; a fixed `cpu_threads` is.
 """
 
@@ -22,13 +23,16 @@ from __future__ import annotations
 import logging
 import os
 import statistics
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
 
 import torch
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from data_prep.progress import quiet
 from mlm.options import parse_cpu_threads
 
 logger = logging.getLogger("mlm")
@@ -140,7 +144,12 @@ class ThreadTuner(TrainerCallback):
         self.last_probe = self.clock()
         self.history.append({"step": step, "threads": fastest, "seconds_per_step": medians, "why": self.why})
         tried = ", ".join(f"{n}: {s:.3f}" for n, s in sorted(medians.items(), reverse=True))
-        logger.info(f"cpu_threads auto ({self.why}; step {step}): s/step by threads {tried} -> {fastest}")
+        message = f"cpu_threads auto ({self.why}; step {step}): s/step by threads {tried} -> {fastest}"
+        logger.info(message)
+        if (
+            fastest != previous and not quiet()
+        ):  # a new choice is shown; a recheck that keeps it is only logged
+            tqdm.write(message, file=sys.stderr)
 
     # -- watching ---------------------------------------------------------------------------------------
     def _watch_step(self, seconds: float) -> None:

@@ -142,7 +142,7 @@ def test_nothing_to_tune(monkeypatch):
         torch.set_num_threads(threads)
 
 
-def test_pretraining_logs_its_choice(packed_dir, tmp_path, monkeypatch, caplog):
+def test_pretraining_shows_its_choice(packed_dir, tmp_path, monkeypatch, caplog, capsys):
     from mlm.pretrain import PretrainConfig, pretrain
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -159,3 +159,4 @@ def test_pretraining_logs_its_choice(packed_dir, tmp_path, monkeypatch, caplog):
     finally:
         torch.set_num_threads(threads)
     assert any("cpu_threads auto (start; step" in r.getMessage() for r in caplog.records)
+    assert "cpu_threads auto (start; step" in capsys.readouterr().err  # shown to a CLI user too
