@@ -80,7 +80,9 @@ def one_run(paths: dict, setting: str, condition: str, opts, most: int) -> float
     tokenizer = AutoTokenizer.from_pretrained(str(paths["tokenizer"]))
     seq = len(datasets.load_from_disk(str(paths["packed"]))["train"][0]["input_ids"])
     competitor = Competitor()
-    timed = TimedRun(opts.seconds, 2, competitor, {"idle": None, "busy": 0.0, "busy-late": opts.seconds / 2}[condition])
+    timed = TimedRun(
+        opts.seconds, 2, competitor, {"idle": None, "busy": 0.0, "busy-late": opts.seconds / 2}[condition]
+    )
     with tempfile.TemporaryDirectory(prefix="mlm-busy-") as tmp:
         common = dict(output_dir=tmp, per_device_train_batch_size=opts.batch_size, learning_rate=1e-3,
                       weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.98, adam_epsilon=1e-6, max_grad_norm=1.0,

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,6 +41,7 @@ from data_prep.io import read_json  # noqa: E402
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
 
+CPU_SUITE = "suites/imdb_sst2_cpu.yaml"
 START, END = "<!-- downstream:start -->", "<!-- downstream:end -->"
 # reference points of ../shared/data/README.md: TF-IDF + LogReg on the full training sets
 REFERENCE = {("sst2", "dev"): 0.828, ("imdb", "test"): 0.907}
@@ -67,6 +70,40 @@ def jsonl_rows(results: dict) -> list[dict]:
             row.update(checkpoint=r.get("checkpoint"), tokens_seen=r.get("tokens_seen"))
         out.append(row)
     return out
+
+
+def suite_variant(
+    folder: Path, name: str, tasks: list[str] | None = None, suite: str = CPU_SUITE, **finetune
+) -> Path:
+    """`suite` (default suites/imdb_sst2_cpu.yaml) cut to `tasks`, with `finetune` options set; data paths
+    made absolute (they are relative to the project root) so the variant can live in `folder`."""
+    data = yaml.safe_load((ROOT / suite).read_text())
+    data["tasks"] = {t: data["tasks"][t] for t in tasks or data["tasks"]}
+    data["finetune"] = {**data.get("finetune", {}), **finetune}
+    for spec in data["tasks"].values():
+        for split in ("train", "dev", "test"):
+            if isinstance(spec.get(split), dict):
+                spec[split]["path"] = _absolute(spec[split]["path"])
+            elif spec.get(split):
+                spec[split] = _absolute(spec[split])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _absolute(spec: str) -> str:
+    """A path relative to the project root made absolute; other specs (builtin:, hf:) kept."""
+    return str((ROOT / spec).resolve()) if (ROOT / spec).exists() else spec
+
+
+def write_jsonl(prefix: str, rows: list[dict]) -> Path:
+    """The rows to benchmarks/results/PREFIX-YYYYMMDD.jsonl (replaced); its path."""
+    day = datetime.date.today().strftime("%Y%m%d")
+    path = ROOT / "benchmarks" / "results" / f"{prefix}-{day}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def main() -> int:

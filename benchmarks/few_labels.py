@@ -12,40 +12,20 @@ benchmarks/results/few_labels-YYYYMMDD.jsonl.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from downstream import jsonl_rows, log  # noqa: E402  (benchmarks/, the script's folder)
+from downstream import jsonl_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
 
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
-
-
-def suite_for(task: str, min_steps: int, folder: Path) -> Path:
-    """suites/imdb_sst2_cpu.yaml with task `task` only and `min_train_steps` set; absolute data paths."""
-    suite = yaml.safe_load((ROOT / "suites" / "imdb_sst2_cpu.yaml").read_text())
-    suite["tasks"] = {task: suite["tasks"][task]}
-    suite["finetune"]["min_train_steps"] = min_steps
-    for split in ("train", "dev", "test"):
-        spec = suite["tasks"][task].get(split)
-        if isinstance(spec, dict):
-            spec["path"] = str((ROOT / spec["path"]).resolve())
-        elif spec:
-            suite["tasks"][task][split] = str((ROOT / spec).resolve())
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{task}_min{min_steps}.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    return path
 
 
 def main() -> int:
@@ -62,16 +42,15 @@ def main() -> int:
     started = time.perf_counter()
     rows = []
     for i, value in enumerate(int(v) for v in args.values.split(",")):
-        cfg = EvaluateConfig(model=str(Path(args.model).resolve()), suite=str(suite_for(args.task, value, out)),
+        suite = suite_variant(out, f"{args.task}_min{value}", [args.task], min_train_steps=value)
+        cfg = EvaluateConfig(model=str(Path(args.model).resolve()), suite=str(suite),
                              output_dir=str(out / f"min{value}"), tasks=[args.task], seeds=args.seeds,
                              seeds_at_full=args.seeds, label_fractions=[args.fraction], no_tfidf=i > 0)  # fmt: skip
         for row in jsonl_rows(evaluate(cfg, log=log)):
             row.update(min_train_steps=value, model=args.model)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    day = datetime.date.today().strftime("%Y%m%d")
-    jsonl = ROOT / "benchmarks" / "results" / f"few_labels-{day}.jsonl"
-    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    jsonl = write_jsonl("few_labels", rows)
     log(f"[few_labels] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
     return 0
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from downstream import jsonl_rows, log  # noqa: E402  (benchmarks/, the script's folder)
+from downstream import jsonl_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
 
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from mlm.recipe import RunConfig, run_recipe  # noqa: E402
@@ -51,18 +50,6 @@ def pretrained(out: Path, minutes: float) -> Path:
     return final
 
 
-def suite_for(mode: str, folder: Path) -> Path:
-    """suites/imdb_sst2_cpu.yaml with its IMDB task only and `long_text: mode`."""
-    suite = yaml.safe_load((ROOT / "suites" / "imdb_sst2_cpu.yaml").read_text())
-    suite["tasks"] = {"imdb": suite["tasks"]["imdb"]}
-    suite["finetune"]["long_text"] = mode
-    for split in ("train", "test"):  # the suite's paths are relative to the project root
-        suite["tasks"]["imdb"][split] = str((ROOT / suite["tasks"]["imdb"][split]).resolve())
-    path = folder / f"imdb_{mode}.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    return path
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pretrain-minutes", type=float, default=28.0)
@@ -76,7 +63,8 @@ def main() -> int:
     final = pretrained(out / "imdb", args.pretrain_minutes)
     rows = []
     for mode in args.modes.split(","):
-        cfg = EvaluateConfig(model=str(final), suite=str(suite_for(mode, out)), output_dir=str(out / mode),
+        suite = suite_variant(out, f"imdb_{mode}", ["imdb"], long_text=mode)
+        cfg = EvaluateConfig(model=str(final), suite=str(suite), output_dir=str(out / mode),
                              tasks=["imdb"], seeds=args.seeds, seeds_at_full=args.seeds, label_fractions=["1.0"],
                              no_tfidf=mode != "truncate")  # fmt: skip
         t = time.perf_counter()
@@ -86,9 +74,7 @@ def main() -> int:
                        evaluate_seconds=round(time.perf_counter() - t))  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
-    day = datetime.date.today().strftime("%Y%m%d")
-    jsonl = ROOT / "benchmarks" / "results" / f"long_text-{day}.jsonl"
-    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    jsonl = write_jsonl("long_text", rows)
     log(f"[long_text] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
     return 0
 

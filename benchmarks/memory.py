@@ -52,7 +52,9 @@ def mlm_step(checkout: Path, name: str, args: list[str], timeout: float) -> dict
     seconds = time.perf_counter() - t
     if rc != 0:
         raise SystemExit(f"{name} failed ({rc}): {(err or out).strip().splitlines()[-1:]}")
-    log(f"  {name:16s} {seconds:6.1f} s  peak {peaks['vmhwm_mb']:7.0f} MB  anonymous {peaks['anon_mb']:7.0f} MB")
+    log(
+        f"  {name:16s} {seconds:6.1f} s  peak {peaks['vmhwm_mb']:7.0f} MB  anonymous {peaks['anon_mb']:7.0f} MB"
+    )
     return {"step": name, "seconds": round(seconds, 1), "peak_rss_mb": round(peaks["vmhwm_mb"]),
             "anon_mb": round(peaks["anon_mb"])}  # fmt: skip
 
@@ -70,7 +72,9 @@ def corpus_steps(checkout: Path, corpus: Path, tmp: Path, tag: str, timeout: flo
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkout", default=str(ROOT), help="the code to measure (a checkout of this repository)")
+    p.add_argument(
+        "--checkout", default=str(ROOT), help="the code to measure (a checkout of this repository)"
+    )
     p.add_argument("--one-line-mb", type=float, default=50.0)
     p.add_argument("--plain-mb", type=float, default=30.0)
     p.add_argument("--pretrain-steps", type=int, default=100)

@@ -15,8 +15,8 @@ Domains: IMDB (`recipes/imdb_pretrain.yaml`: the 50,000 unlabelled reviews), sco
 pretrained model is fine-tuned with `mlm evaluate` beside the same architecture from scratch and TF-IDF.
 
 Rows (one per config, task, split, method and label fraction, with per-seed values) go to
-benchmarks/results/objectives-YYYYMMDD.jsonl; the table is printed and written to BENCHMARKS.md between its
-markers with `--write-md`.
+benchmarks/results/objectives-STAGE-YYYYMMDD.jsonl (rewritten after each config); the table is printed and,
+with `--write-md`, written to BENCHMARKS.md between its markers with a plot (`--table-from` redraws them from rows).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from common import write_marked_section  # noqa: E402  (benchmarks/, the script'
 
 from data_prep.io import read_json  # noqa: E402
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
+from mlm.evaluate.suite import FINETUNE_KEYS  # noqa: E402
 from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
 
 START, END = "<!-- objectives:start -->", "<!-- objectives:end -->"
@@ -54,18 +55,11 @@ DOMAINS = {
     "imdb": {"recipe": "recipes/imdb_pretrain.yaml", "suite": "suites/imdb_sst2_cpu.yaml", "tasks": None},
     "pydocs": {"recipe": "recipes/demo.yaml", "suite": None, "tasks": None},
 }
-DEMO_SUITE = {  # the demo task as a suite (recipes/demo.yaml fine-tunes on it)
-    "name": "pydocs_demo",
-    "seeds": 3,
-    "finetune": {"learning_rate": 3.0e-4, "num_train_epochs": 4, "per_device_train_batch_size": 32},
-    "tasks": {
-        "demo": {
-            "train": "builtin:pydocs@train",
-            "dev": "builtin:pydocs@validation",
-            "test": "builtin:pydocs@test",
-            "metrics": ["accuracy", "f1_macro"],
-        }
-    },  # fmt: skip
+DEMO_TASK = {  # the demo task as a suite task; its fine-tuning settings are recipes/demo.yaml's
+    "train": "builtin:pydocs@train",
+    "dev": "builtin:pydocs@validation",
+    "test": "builtin:pydocs@test",
+    "metrics": ["accuracy", "f1_macro"],
 }
 
 
@@ -92,10 +86,14 @@ def study_recipe(domain: str, name: str, minutes: float, out: Path) -> Path:
 
 
 def suite_for(domain: str, out: Path, seeds: int) -> str:
+    """The domain's suite; for pydocs, the demo task with recipes/demo.yaml's fine-tuning settings."""
     if DOMAINS[domain]["suite"]:
         return DOMAINS[domain]["suite"]
+    finetune = yaml.safe_load((ROOT / DOMAINS[domain]["recipe"]).read_text())["finetune"]
+    settings = {k: v for k, v in finetune.items() if k in FINETUNE_KEYS}
+    suite = {"name": "pydocs_demo", "seeds": seeds, "finetune": settings, "tasks": {"demo": DEMO_TASK}}
     path = out / "recipes" / "pydocs_demo_suite.yaml"
-    path.write_text(yaml.safe_dump({**DEMO_SUITE, "seeds": seeds}, sort_keys=False))
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
     return str(path)
 
 
@@ -108,8 +106,14 @@ def pretrain_config(domain: str, name: str, minutes: float, out: Path) -> dict:
     return {"folder": folder, "metrics": read_json(folder / "metrics.json")}
 
 
-def score(domain: str, name: str, run: dict, args, out: Path, first: bool) -> list[dict]:
-    """`mlm evaluate` of one pretrained config (scratch and TF-IDF rows once per domain)."""
+def model_kind(name: str) -> str:
+    """The fine-tuned architecture: ELECTRA's discriminator is its own kind; otherwise bert or modernbert."""
+    cfg = CONFIGS[name]
+    return "electra" if cfg["objective"] == "electra" else cfg["architecture"]
+
+
+def score(domain: str, name: str, run: dict, args, out: Path, scratch: bool, tfidf: bool) -> list[dict]:
+    """`mlm evaluate` of one pretrained config; scratch once per model kind and domain, TF-IDF once per domain."""
     results = evaluate(
         EvaluateConfig(
             model=str(run["folder"] / "final"),
@@ -117,8 +121,8 @@ def score(domain: str, name: str, run: dict, args, out: Path, first: bool) -> li
             output_dir=str(out / domain / name / "evaluate"),
             seeds=args.seeds,
             label_fractions=args.label_fractions.split(","),
-            no_scratch=not first,
-            no_tfidf=not first,
+            no_scratch=not scratch,
+            no_tfidf=not tfidf,
         ),
         log=log,
     )
@@ -127,7 +131,8 @@ def score(domain: str, name: str, run: dict, args, out: Path, first: bool) -> li
         if r.get("intermediate"):
             continue
         s = r["metrics"].get("accuracy") or r["metrics"][r["metric"]]
-        row = {"domain": domain, "config": name if r["method"] == "pretrained" else r["method"],
+        config = {"pretrained": name, "scratch": f"scratch-{model_kind(name)}-{CONFIGS[name]['preset']}"}
+        row = {"domain": domain, "config": config.get(r["method"], r["method"]),
                "task": r["task"], "split": r["split"], "method": r["method"],
                "label_fraction": r["label_fraction"], "accuracy": round(s["median"], 4),
                "values": [round(v, 4) for v in s["values"]]}  # fmt: skip
@@ -141,19 +146,70 @@ def score(domain: str, name: str, run: dict, args, out: Path, first: bool) -> li
     return rows
 
 
+SHOWN = {("sst2", "dev"), ("imdb", "test"), ("demo", "test")}  # the splits the issue's goals name
+
+
 def table(rows: list[dict]) -> list[str]:
-    """Markdown: one row per config, one column per (domain, task, split, label fraction)."""
-    cols = sorted({(r["domain"], r["task"], r["split"], r["label_fraction"]) for r in rows})
+    """Markdown: one row per config, one column per (domain, task, split, label fraction) of SHOWN."""
+    cols = sorted({(r["domain"], r["task"], r["split"], r["label_fraction"]) for r in rows
+                   if (r["task"], r["split"]) in SHOWN})  # fmt: skip
     configs = list(dict.fromkeys(r["config"] for r in rows))
     head = ["| config | tokens seen | " + " | ".join(f"{d}/{t} {s} {f:.0%}" for d, t, s, f in cols) + " |"]
     head.append("|---|---|" + "---|" * len(cols))
     cell = {(r["config"], r["domain"], r["task"], r["split"], r["label_fraction"]): r for r in rows}
     for c in configs:
-        seen = next((r.get("tokens_seen") for r in rows if r["config"] == c and r.get("tokens_seen")), None)
+        seen = {r["domain"]: r["tokens_seen"] for r in rows if r["config"] == c and r.get("tokens_seen")}
         vals = [cell.get((c, *col)) for col in cols]
         text = [f"{v['accuracy']:.3f}" if v else "-" for v in vals]
-        head.append(f"| {c} | {f'{seen:,}' if seen else '-'} | " + " | ".join(text) + " |")
+        tokens = ", ".join(f"{d} {n / 1e6:.1f}M" for d, n in seen.items()) or "-"
+        head.append(f"| {c} | {tokens} | " + " | ".join(text) + " |")
     return head
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """One panel per SHOWN column: each config's pretrained bar beside its scratch bar; TF-IDF dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = sorted({(r["domain"], r["task"], r["split"], r["label_fraction"]) for r in rows
+                   if (r["task"], r["split"]) in SHOWN})  # fmt: skip
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.4), squeeze=False)
+    for ax, (domain, task, split, fraction) in zip(axes[0], cols):
+        here = [
+            r
+            for r in rows
+            if (r["domain"], r["task"], r["split"], r["label_fraction"]) == (domain, task, split, fraction)
+        ]
+        pre = [r for r in here if r["method"] == "pretrained"]
+        scratch = {r["config"]: r["accuracy"] for r in here if r["method"] == "scratch"}
+        for i, r in enumerate(pre):
+            twin = f"scratch-{model_kind(r['config'])}-{CONFIGS[r['config']]['preset']}"
+            ax.bar(i - 0.2, r["accuracy"], 0.4, color="tab:blue", label="pretrained" if i == 0 else None)
+            ax.bar(
+                i + 0.2, scratch.get(twin, 0), 0.4, color="tab:orange", label="scratch" if i == 0 else None
+            )
+        for r in here:
+            if r["method"] == "tfidf":
+                ax.axhline(r["accuracy"], color="gray", linestyle=":", label="TF-IDF")
+        ax.set_xticks(range(len(pre)), [r["config"].rsplit("-", 1)[0] for r in pre], rotation=30, fontsize=8)
+        ax.set_title(f"{task} {split}, {fraction:.0%} labels", fontsize=9)
+        ax.set_ylim(min([r["accuracy"] for r in here] + [0.5]) - 0.05, 1.0)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_rows(rows: list[dict], args) -> Path:
+    """All rows so far to benchmarks/results/objectives-STAGE-DAY.jsonl (rewritten after every config)."""
+    day = datetime.date.today().strftime("%Y%m%d")
+    jsonl = Path(args.results_dir) / f"objectives-{args.stage}-{day}.jsonl"
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return jsonl
 
 
 def main() -> int:
@@ -168,6 +224,9 @@ def main() -> int:
     p.add_argument("--results-dir", default="benchmarks/results")
     p.add_argument("--write-md", action="store_true", help="write the table into BENCHMARKS.md")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 minute, 1 seed, tiny configs, pydocs")
+    p.add_argument(
+        "--table-from", help="no runs: the table of this jsonl (with --write-md, into BENCHMARKS.md)"
+    )
     args = p.parse_args()
     if args.quick:
         args.minutes, args.seeds, args.domains = 1.0, 1, "pydocs"
@@ -176,20 +235,26 @@ def main() -> int:
     args.seeds = args.seeds or (1 if args.stage == "screen" else 3)
     os.chdir(ROOT)
     out, started, rows = Path(args.output_dir) / args.stage, time.perf_counter(), []
-    for domain in args.domains.split(","):
+    if args.table_from:
+        rows = [json.loads(line) for line in Path(args.table_from).read_text().splitlines() if line.strip()]
+        args.domains = ""
+    for domain in filter(None, args.domains.split(",")):
+        scratched: set[tuple[str, str]] = set()
         for i, name in enumerate(args.configs.split(",")):
             run = pretrain_config(domain, name, args.minutes, out)
-            rows += score(domain, name, run, args, out, first=i == 0)
-    day = datetime.date.today().strftime("%Y%m%d")
-    jsonl = Path(args.results_dir) / f"objectives-{args.stage}-{day}.jsonl"
-    jsonl.parent.mkdir(parents=True, exist_ok=True)
-    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            kind = (model_kind(name), CONFIGS[name]["preset"])
+            rows += score(domain, name, run, args, out, scratch=kind not in scratched, tfidf=i == 0)
+            scratched.add(kind)
+            write_rows(rows, args)
+    jsonl = Path(args.table_from) if args.table_from else write_rows(rows, args)
     lines = table(rows)
     print("\n".join(lines))
     if args.write_md:
-        intro = (f"## Objectives study ({args.stage})\n\n`benchmarks/objectives.py --stage {args.stage}`: "
+        png = Path(args.results_dir) / f"objectives-{args.stage}.png"
+        plot(rows, png)
+        intro = (f"## Objectives study ({args.stage}, issue 11)\n\n`benchmarks/objectives.py --stage {args.stage}`: "
                  f"{args.minutes:g} min of pretraining per config on 2 CPU cores, {args.seeds} fine-tuning "
-                 f"seed(s), accuracy median. Rows: `{jsonl}`.\n")  # fmt: skip
+                 f"seed(s), accuracy median. Rows: `{jsonl}`.\n\n![objectives]({png})\n")  # fmt: skip
         write_marked_section(Path("BENCHMARKS.md"), START, END, [START, intro, *lines, END])
     log(f"[objectives] done in {(time.perf_counter() - started) / 60:.1f} min; rows in {jsonl}")
     return 0

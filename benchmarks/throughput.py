@@ -193,6 +193,8 @@ def make_ours(
         attn_implementation=cfg.attn_implementation,
         pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
         architecture=cfg.architecture,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
     )
     trainer = build_trainer(cfg, objective, objective.build_model(config), data).trainer
     collator = ScoredRows(trainer.data_collator)

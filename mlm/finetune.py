@@ -280,18 +280,7 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
 
 def load_split(cfg: FinetuneConfig, spec: str) -> datasets.Dataset:
     """One labelled split (`spec`: a file, `hf:NAME@SPLIT` or `builtin:`) read with the config's options."""
-    return labelled_data.load_labelled(
-        spec,
-        text_column=cfg.text_column,
-        text_pair_column=cfg.text_pair_column,
-        label_column=cfg.label_column,
-        column_names=cfg.column_names,
-        delimiter=cfg.delimiter,
-        encoding=cfg.encoding,
-        encoding_errors=cfg.encoding_errors,
-        on_bad_lines=cfg.on_bad_lines,
-        problem_type=cfg.problem_type,
-    )
+    return labelled_data.load_labelled_with(spec, cfg, cfg.problem_type)
 
 
 def encode_labels(values: list, cfg: FinetuneConfig, label_map: list[str]) -> list:

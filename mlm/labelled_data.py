@@ -15,7 +15,7 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import datasets
 import numpy as np
@@ -24,6 +24,29 @@ from data_prep.errors import UserError
 from data_prep.read import ReadOptions, read_columns
 from data_prep.text import has_visible_text
 from mlm.metrics.problems import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+
+
+class LabelledFileFields(Protocol):
+    """How a config says to read a labelled file: `FinetuneConfig` and a suite's `FileOptions` both do."""
+
+    text_column: str
+    text_pair_column: str | None
+    label_column: str
+    column_names: list[str] | None
+    delimiter: str | None
+    encoding: str
+    encoding_errors: str
+    on_bad_lines: str
+
+
+READ_FIELDS = tuple(LabelledFileFields.__annotations__)
+
+
+def load_labelled_with(
+    spec: str, fields: LabelledFileFields, problem_type: str = SINGLE_LABEL
+) -> datasets.Dataset:
+    """`load_labelled` with the columns and read options that `fields` (a config) holds."""
+    return load_labelled(spec, **{n: getattr(fields, n) for n in READ_FIELDS}, problem_type=problem_type)
 
 
 def load_labelled(

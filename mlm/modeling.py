@@ -170,9 +170,12 @@ def build_config(
     attn_implementation: str = "sdpa",
     pad_vocab_to_multiple_of: int = 64,
     architecture: str = "bert",
+    cls_token_id: int | None = None,
+    sep_token_id: int | None = None,
 ) -> BertConfig | ModernBertConfig:
     """The model config of `architecture` at `preset`, with the vocabulary rounded up to a multiple of
-    `pad_vocab_to_multiple_of`."""
+    `pad_vocab_to_multiple_of`. ModernBERT also names its [CLS] (= bos) and [SEP] (= eos) ids: give them, or
+    its defaults (ids of ModernBERT's own 50k vocabulary) are kept."""
     overrides = dict(overrides or {})
     check_model_options(preset, overrides, attn_implementation, architecture)
     if vocab_size < 1 or max_seq_length < 1:
@@ -193,6 +196,10 @@ def build_config(
         raise UserError(
             f"max_position_embeddings {kwargs['max_position_embeddings']} is below max_seq_length {max_seq_length}"
         )
+    if architecture == "modernbert":
+        named = {"cls_token_id": cls_token_id, "bos_token_id": cls_token_id,
+                 "sep_token_id": sep_token_id, "eos_token_id": sep_token_id}  # fmt: skip
+        kwargs.update({k: v for k, v in named.items() if v is not None})
     config_class = ARCHITECTURES[architecture][0]
     return config_class(
         vocab_size=vocab_size, pad_token_id=pad_token_id, attn_implementation=attn_implementation, **kwargs

@@ -317,10 +317,9 @@ def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -
             attn_implementation=cfg.attn_implementation,
             pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
             architecture=cfg.architecture,
+            cls_token_id=tok.cls_token_id,
+            sep_token_id=tok.sep_token_id,
         )
-        if model_config.model_type == "modernbert":  # ModernBertConfig names its special tokens too
-            model_config.cls_token_id = model_config.bos_token_id = tok.cls_token_id
-            model_config.sep_token_id = model_config.eos_token_id = tok.sep_token_id
         model = objective.build_model(model_config)
     where = cfg.init_from or f"model preset {cfg.preset}"
     check_tokenizer_matches(model.config, tok, where=f"{data.tokenizer_dir} vs {where}")

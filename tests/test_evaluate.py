@@ -237,7 +237,7 @@ def test_bad_suites(tmp_path, suite_file, pretrain_run):
 
     check({**good, "taks": {}}, "unknown key")
     check({**good, "tasks": {}}, "tasks")
-    check({**good, "finetune": {"num_train_epochs": 10}}, "num_train_epochs")
+    check({**good, "finetune": {"num_train_epochs": 300}}, "num_train_epochs")
     check({**good, "tasks": {"x": {"train": "nope.csv", "dev": "nope.csv"}}}, "not found")
     check({**good, "tasks": {"x": {"train": str(suite_file)}}}, "dev")
     check({**good, "tasks": {"x": {**good["tasks"]["trec"], "label_transform": "upper"}}}, "label_transform")

@@ -30,7 +30,10 @@ def tail_rows(n: int, seed: int) -> list[dict]:
 @pytest.fixture(scope="module")
 def tail_task(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("tail")
-    return {"train": write_csv(d / "train.csv", tail_rows(240, 1)), "test": write_csv(d / "test.csv", tail_rows(60, 2))}
+    return {
+        "train": write_csv(d / "train.csv", tail_rows(240, 1)),
+        "test": write_csv(d / "test.csv", tail_rows(60, 2)),
+    }
 
 
 def test_head_and_tail_keeps_both_ends():
@@ -38,7 +41,8 @@ def test_head_and_tail_keeps_both_ends():
     words = [f"w{i}" for i in range(40)]
     text = " ".join(words)
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    (cut,) = long_text.heads_and_tails(tok, [text], max_length=18)  # budget 16: 4 from the head, 12 from the tail
+    # a budget of 16: 4 from the head, 12 from the tail
+    (cut,) = long_text.heads_and_tails(tok, [text], max_length=18)
     cut_ids = tok(cut, add_special_tokens=False)["input_ids"]
     assert cut_ids == ids[:4] + ids[-12:]
     assert long_text.heads_and_tails(tok, ["w1 w2"], max_length=18) == ["w1 w2"]
@@ -80,7 +84,9 @@ def test_validation():
 @pytest.mark.parametrize("mode", ["truncate", "head_tail", "chunks"])
 def test_the_end_of_a_long_text_is_seen(mode, checkpoint, tail_task, tmp_path):  # noqa: F811
     out = tmp_path / mode
-    result = finetune(config(checkpoint, out, tail_task, max_seq_length=16, long_text=mode, num_train_epochs=4))
+    result = finetune(
+        config(checkpoint, out, tail_task, max_seq_length=16, long_text=mode, num_train_epochs=4)
+    )
     accuracy = result["test"]["accuracy"]
     assert result["test"]["samples"] == 60  # documents, also with chunks
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, ModernBertForMaskedLM
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    ModernBertForMaskedLM,
+)
 
 from data_prep.errors import UserError
 from mlm.modeling import build_config, build_model, count_parameters
@@ -38,6 +43,13 @@ def test_sparse_prediction_scores_masked_positions_only():
     assert out.logits.shape == (6, 512) and out.loss > 0
 
 
+def test_special_token_ids_are_given_ones():
+    cfg = build_config(
+        "tiny", 512, 32, overrides=SMALL, architecture="modernbert", cls_token_id=2, sep_token_id=3
+    )
+    assert (cfg.cls_token_id, cfg.bos_token_id, cfg.sep_token_id, cfg.eos_token_id) == (2, 2, 3, 3)
+
+
 def test_pretrain_and_classify(packed_dir, tmp_path):
     out = tmp_path / "run"
     metrics = pretrain(
@@ -45,7 +57,11 @@ def test_pretrain_and_classify(packed_dir, tmp_path):
     )
     assert metrics["steps"] == 6 and 0 <= metrics["masked_accuracy"] <= 1
     final = out / "final"
-    assert json.loads((final / "config.json").read_text())["architectures"] == ["ModernBertForMaskedLM"]
+    config = json.loads((final / "config.json").read_text())
+    assert config["architectures"] == ["ModernBertForMaskedLM"]
+    tok = AutoTokenizer.from_pretrained(final)
+    assert (config["cls_token_id"], config["sep_token_id"]) == (tok.cls_token_id, tok.sep_token_id)
+    assert (config["bos_token_id"], config["eos_token_id"]) == (tok.cls_token_id, tok.sep_token_id)
     model, info = AutoModelForMaskedLM.from_pretrained(final, output_loading_info=True)
     assert type(model) is ModernBertForMaskedLM and not info["missing_keys"]
     assert type(AutoModelForSequenceClassification.from_pretrained(final, num_labels=2)).__name__ == (

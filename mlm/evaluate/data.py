@@ -85,17 +85,7 @@ def _load_split(opts: FileOptions):
 
     from mlm import labelled_data
 
-    ds = labelled_data.load_labelled(
-        opts.path,
-        text_column=opts.text_column,
-        text_pair_column=opts.text_pair_column,
-        label_column=opts.label_column,
-        column_names=opts.column_names,
-        delimiter=opts.delimiter,
-        encoding=opts.encoding,
-        encoding_errors=opts.encoding_errors,
-        on_bad_lines=opts.on_bad_lines,
-    )
+    ds = labelled_data.load_labelled_with(opts.path, opts)
     clean = _html_cleaner() if opts.strip_html else (lambda t: t)
     data = {TEXT: [clean(t) for t in ds[opts.text_column]]}
     if opts.text_pair_column:

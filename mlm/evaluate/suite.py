@@ -21,7 +21,7 @@ from mlm.evaluate.config import parse_fractions
 
 SPLITS = ("dev", "test")  # dev is fine-tuning's validation split (evaluated every epoch), test is scored once
 LABEL_TRANSFORMS = ("none", "before_colon", "after_colon", "lower")
-MAX_EPOCHS = 5.0
+MAX_EPOCHS = 50.0  # a guard against a typo (300 for 3), not a recommendation
 # the fine-tuning settings a suite may fix (the others are FinetuneConfig's defaults, or set per run)
 FINETUNE_KEYS = (
     "learning_rate",
