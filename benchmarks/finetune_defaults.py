@@ -51,18 +51,20 @@ def sweep(args: argparse.Namespace, out: Path) -> list[dict]:
 
 
 def table(rows: list[dict]) -> list[str]:
-    """Markdown: a line per method and setting, dev and test accuracy; `*` marks the best dev per method."""
+    """Markdown: a line per method and setting, dev and test accuracy; `*` marks the best dev per method
+    (none when the task has no dev split)."""
     lines = ["| method | learning rate | epochs | dev | test |", "|---|---|---|---|---|"]
     cell = {(r["method"], r.get("learning_rate"), r.get("num_train_epochs"), r["split"]): r for r in rows}
+    fmt = lambda r: "-" if r is None else f"{r['accuracy']:.3f}"  # noqa: E731
     for method in ("pretrained", "scratch"):
         settings = sorted({(k[1], k[2]) for k in cell if k[0] == method})
-        dev = {s: cell.get((method, *s, "dev"), {}).get("accuracy", -1) for s in settings}
-        pick = max(settings, key=lambda s: dev[s]) if settings else None
+        dev = {s: cell.get((method, *s, "dev")) for s in settings}
+        scored = [s for s in settings if dev[s]]
+        pick = max(scored, key=lambda s: dev[s]["accuracy"]) if scored else None
         for s in settings:
-            test = cell.get((method, *s, "test"), {}).get("accuracy")
             mark = " *" if s == pick else ""
             lines.append(
-                f"| {method}{mark} | {s[0]:g} | {s[1]:g} | {dev[s]:.3f} | {test if test is None else f'{test:.3f}'} |"
+                f"| {method}{mark} | {s[0]:g} | {s[1]:g} | {fmt(dev[s])} | {fmt(cell.get((method, *s, 'test')))} |"
             )
     tfidf = [r for r in rows if r["method"] == "tfidf"]
     lines += [f"| tfidf | - | - | {r['accuracy']:.3f} ({r['split']}) | |" for r in tfidf]
