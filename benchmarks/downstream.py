@@ -97,6 +97,15 @@ def _absolute(spec: str) -> str:
     return str((ROOT / spec).resolve()) if (ROOT / spec).exists() else spec
 
 
+def evaluated_rows(cfg: EvaluateConfig, **extra) -> list[dict]:
+    """`mlm evaluate` with `cfg`; its `jsonl_rows`, each with `extra` added and printed as a JSON line."""
+    rows = jsonl_rows(evaluate(cfg, log=log))
+    for row in rows:
+        row.update(extra)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def write_jsonl(prefix: str, rows: list[dict]) -> Path:
     """The rows to benchmarks/results/PREFIX-YYYYMMDD.jsonl (replaced); its path."""
     day = datetime.date.today().strftime("%Y%m%d")

@@ -12,7 +12,6 @@ benchmarks/results/few_labels-YYYYMMDD.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from downstream import jsonl_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
+from downstream import evaluated_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
 
-from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
+from mlm.evaluate import EvaluateConfig  # noqa: E402
 
 
 def main() -> int:
@@ -46,10 +45,7 @@ def main() -> int:
         cfg = EvaluateConfig(model=str(Path(args.model).resolve()), suite=str(suite),
                              output_dir=str(out / f"min{value}"), tasks=[args.task], seeds=args.seeds,
                              seeds_at_full=args.seeds, label_fractions=[args.fraction], no_tfidf=i > 0)  # fmt: skip
-        for row in jsonl_rows(evaluate(cfg, log=log)):
-            row.update(min_train_steps=value, model=args.model)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        rows += evaluated_rows(cfg, min_train_steps=value, model=args.model)
     jsonl = write_jsonl("few_labels", rows)
     log(f"[few_labels] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
     return 0

@@ -13,7 +13,6 @@ end gives, for each method, every setting's dev and test accuracy and marks the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -24,13 +23,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from downstream import jsonl_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
+from downstream import evaluated_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
 
-from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
+from mlm.evaluate import EvaluateConfig  # noqa: E402
 
 
 def sweep(args: argparse.Namespace, out: Path) -> list[dict]:
-    """Every (learning rate, epochs) setting for the model and from scratch; the rows of `jsonl_rows`."""
+    """Every (learning rate, epochs) setting for the model and from scratch; the rows of `evaluated_rows`."""
     rows = []
     for lr in (float(v) for v in args.lrs.split(",")):
         for epochs in (float(v) for v in args.epochs.split(",")):
@@ -41,12 +40,8 @@ def sweep(args: argparse.Namespace, out: Path) -> list[dict]:
             cfg = EvaluateConfig(model=str(Path(args.model).resolve()), suite=str(suite), output_dir=str(out / name),
                                  tasks=[args.task], seeds=args.seeds, seeds_at_full=args.seeds,
                                  label_fractions=[args.fraction], no_tfidf=bool(rows))  # fmt: skip
-            for row in jsonl_rows(evaluate(cfg, log=log)):
-                row.update(
-                    learning_rate=lr, num_train_epochs=epochs, best_epoch=not args.no_best, model=args.model
-                )
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+            rows += evaluated_rows(cfg, learning_rate=lr, num_train_epochs=epochs, best_epoch=not args.no_best,
+                                   model=args.model)  # fmt: skip
     return rows
 
 

@@ -68,12 +68,12 @@ def main() -> int:
                              tasks=["imdb"], seeds=args.seeds, seeds_at_full=args.seeds, label_fractions=["1.0"],
                              no_tfidf=mode != "truncate")  # fmt: skip
         t = time.perf_counter()
-        results = evaluate(cfg, log=log)
-        for row in jsonl_rows(results):
+        results = jsonl_rows(evaluate(cfg, log=log))  # the time goes in every row, so not evaluated_rows
+        for row in results:
             row.update(long_text=mode, pretrain_minutes=args.pretrain_minutes,
                        evaluate_seconds=round(time.perf_counter() - t))  # fmt: skip
-            rows.append(row)
             print(json.dumps(row), flush=True)
+        rows += results
     jsonl = write_jsonl("long_text", rows)
     log(f"[long_text] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
     return 0

@@ -177,16 +177,10 @@ def _model_positions(plan: Plan) -> int | None:
     if pre is None or pre.init_from:
         return None
     seq = pack.max_seq_length if pack and _made_here(plan, "pretrain", "pack", pre.data_dir) else 8
-    config = build_config(
-        pre.preset,
-        64,
-        seq,
-        overrides=pre.model_overrides,
-        attn_implementation=pre.attn_implementation,
-        architecture=pre.architecture,
-        cls_token_id=1,
-        sep_token_id=2,
-    )  # fmt: skip  (any ids within the 64)
+    # a stand-in vocabulary of 64 (with special ids inside it): only the position count is read
+    config = build_config(pre.preset, 64, seq, overrides=pre.model_overrides,
+                          attn_implementation=pre.attn_implementation, architecture=pre.architecture,
+                          cls_token_id=1, sep_token_id=2)  # fmt: skip
     return config.max_position_embeddings
 
 

@@ -146,9 +146,7 @@ class ThreadTuner(TrainerCallback):
         tried = ", ".join(f"{n}: {s:.3f}" for n, s in sorted(medians.items(), reverse=True))
         message = f"cpu_threads auto ({self.why}; step {step}): s/step by threads {tried} -> {fastest}"
         logger.info(message)
-        if (
-            fastest != previous and not quiet()
-        ):  # a new choice is shown; a recheck that keeps it is only logged
+        if fastest != previous and not quiet():  # a new choice is shown; a kept one is only logged
             tqdm.write(message, file=sys.stderr)
 
     # -- watching ---------------------------------------------------------------------------------------
