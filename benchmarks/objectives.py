@@ -51,6 +51,17 @@ CONFIGS = {  # name -> pretraining options on top of the domain's recipe
     for objective in ("mlm", "electra")
     if not (objective == "electra" and arch == "modernbert")  # ELECTRA builds its own (BERT-style) blocks
 }
+SETTINGS = {  # training settings a config name may add after "+", e.g. mlm-modernbert-tiny+lr3e-3+nodropout
+    "lr3e-3": {"learning_rate": 3e-3},
+    "lr5e-3": {"learning_rate": 5e-3},
+    "bs32": {"per_device_train_batch_size": 32},
+    "nodropout": {"model_overrides": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
+    "spans3": {"mask_span_mean": 3.0},
+    "rate30to15": {"mlm_probability": 0.3, "mlm_probability_final": 0.15},
+    "meanpool": {
+        "model_overrides": {"classifier_pooling": "mean"}
+    },  # ModernBERT's classifier: mean of tokens
+}
 DOMAINS = {
     "imdb": {"recipe": "recipes/imdb_pretrain.yaml", "suite": "suites/imdb_sst2_cpu.yaml", "tasks": None},
     "pydocs": {"recipe": "recipes/demo.yaml", "suite": None, "tasks": None},
@@ -61,6 +72,20 @@ DEMO_TASK = {  # the demo task as a suite task; its fine-tuning settings are rec
     "test": "builtin:pydocs@test",
     "metrics": ["accuracy", "f1_macro"],
 }
+
+
+def options(name: str) -> dict:
+    """The pretraining options of a config name: a CONFIGS entry, then each "+SETTING" of SETTINGS."""
+    base, *settings = name.split("+")
+    unknown = [x for x in [base] if x not in CONFIGS] + [x for x in settings if x not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown config part(s) {', '.join(unknown)}: configs {', '.join(CONFIGS)}; "
+                         f"settings {', '.join(SETTINGS)}")  # fmt: skip
+    merged = dict(CONFIGS[base])
+    for setting in settings:
+        for key, value in SETTINGS[setting].items():
+            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    return merged
 
 
 def log(msg: str) -> None:
@@ -76,7 +101,7 @@ def study_recipe(domain: str, name: str, minutes: float, out: Path) -> Path:
     recipe["prepare"] = {**base["prepare"], "output_dir": str(shared / "prepared")}
     recipe["tokenizer"] = {**base["tokenizer"], "output_dir": str(shared / "tokenizer")}
     recipe["pack"] = {**base["pack"], "output_dir": str(shared / "packed")}
-    pre = {**base["pretrain"], **CONFIGS[name], "max_time_minutes": minutes, "keep_checkpoints": False}
+    pre = {**base["pretrain"], **options(name), "max_time_minutes": minutes, "keep_checkpoints": False}
     pre.pop("max_steps", None)
     recipe["pretrain"] = pre
     path = out / "recipes" / f"{domain}-{name}.yaml"
@@ -108,8 +133,15 @@ def pretrain_config(domain: str, name: str, minutes: float, out: Path) -> dict:
 
 def model_kind(name: str) -> str:
     """The fine-tuned architecture: ELECTRA's discriminator is its own kind; otherwise bert or modernbert."""
-    cfg = CONFIGS[name]
+    cfg = options(name)
     return "electra" if cfg["objective"] == "electra" else cfg["architecture"]
+
+
+def scratch_name(name: str) -> str:
+    """The from-scratch twin of a config: its model kind and preset, and the settings that change the
+    fine-tuned model (model overrides such as the classifier's pooling); training settings do not."""
+    shaping = [s for s in name.split("+")[1:] if "model_overrides" in SETTINGS[s]]
+    return "+".join([f"scratch-{model_kind(name)}-{options(name)['preset']}", *shaping])
 
 
 def score(domain: str, name: str, run: dict, args, out: Path, scratch: bool, tfidf: bool) -> list[dict]:
@@ -131,14 +163,14 @@ def score(domain: str, name: str, run: dict, args, out: Path, scratch: bool, tfi
         if r.get("intermediate"):
             continue
         s = r["metrics"].get("accuracy") or r["metrics"][r["metric"]]
-        config = {"pretrained": name, "scratch": f"scratch-{model_kind(name)}-{CONFIGS[name]['preset']}"}
+        config = {"pretrained": name, "scratch": scratch_name(name)}
         row = {"domain": domain, "config": config.get(r["method"], r["method"]),
                "task": r["task"], "split": r["split"], "method": r["method"],
                "label_fraction": r["label_fraction"], "accuracy": round(s["median"], 4),
                "values": [round(v, 4) for v in s["values"]]}  # fmt: skip
         if r["method"] == "pretrained":
             m = run["metrics"]
-            row.update(CONFIGS[name], steps=m.get("steps"), tokens_seen=m.get("tokens_seen"),
+            row.update(options(name), steps=m.get("steps"), tokens_seen=m.get("tokens_seen"),
                        tokens_per_second=round(m.get("train_tokens_per_second") or 0),
                        eval_loss=m.get("eval_loss"), minutes=args.minutes)  # fmt: skip
         rows.append(row)
@@ -154,14 +186,20 @@ def table(rows: list[dict]) -> list[str]:
     cols = sorted({(r["domain"], r["task"], r["split"], r["label_fraction"]) for r in rows
                    if (r["task"], r["split"]) in SHOWN})  # fmt: skip
     configs = list(dict.fromkeys(r["config"] for r in rows))
-    head = ["| config | tokens seen | " + " | ".join(f"{d}/{t} {s} {f:.0%}" for d, t, s, f in cols) + " |"]
+    head = [
+        "| config | tokens seen (MLM eval loss) | "
+        + " | ".join(f"{d}/{t} {s} {f:.0%}" for d, t, s, f in cols)
+        + " |"
+    ]
     head.append("|---|---|" + "---|" * len(cols))
     cell = {(r["config"], r["domain"], r["task"], r["split"], r["label_fraction"]): r for r in rows}
     for c in configs:
-        seen = {r["domain"]: r["tokens_seen"] for r in rows if r["config"] == c and r.get("tokens_seen")}
+        seen = {r["domain"]: (r["tokens_seen"], r.get("eval_loss")) for r in rows
+                if r["config"] == c and r.get("tokens_seen")}  # fmt: skip
         vals = [cell.get((c, *col)) for col in cols]
         text = [f"{v['accuracy']:.3f}" if v else "-" for v in vals]
-        tokens = ", ".join(f"{d} {n / 1e6:.1f}M" for d, n in seen.items()) or "-"
+        tokens = ", ".join(f"{d} {n / 1e6:.1f}M" + (f" ({loss:.2f})" if loss else "")
+                           for d, (n, loss) in seen.items()) or "-"  # fmt: skip
         head.append(f"| {c} | {tokens} | " + " | ".join(text) + " |")
     return head
 
@@ -185,7 +223,7 @@ def plot(rows: list[dict], path: Path) -> None:
         pre = [r for r in here if r["method"] == "pretrained"]
         scratch = {r["config"]: r["accuracy"] for r in here if r["method"] == "scratch"}
         for i, r in enumerate(pre):
-            twin = f"scratch-{model_kind(r['config'])}-{CONFIGS[r['config']]['preset']}"
+            twin = scratch_name(r["config"])
             ax.bar(i - 0.2, r["accuracy"], 0.4, color="tab:blue", label="pretrained" if i == 0 else None)
             ax.bar(
                 i + 0.2, scratch.get(twin, 0), 0.4, color="tab:orange", label="scratch" if i == 0 else None
@@ -193,7 +231,12 @@ def plot(rows: list[dict], path: Path) -> None:
         for r in here:
             if r["method"] == "tfidf":
                 ax.axhline(r["accuracy"], color="gray", linestyle=":", label="TF-IDF")
-        ax.set_xticks(range(len(pre)), [r["config"].rsplit("-", 1)[0] for r in pre], rotation=30, fontsize=8)
+        ax.set_xticks(
+            range(len(pre)),
+            [r["config"].replace(f"-{options(r['config'])['preset']}", "") for r in pre],
+            rotation=30,
+            fontsize=8,
+        )
         ax.set_title(f"{task} {split}, {fraction:.0%} labels", fontsize=9)
         ax.set_ylim(min([r["accuracy"] for r in here] + [0.5]) - 0.05, 1.0)
     axes[0][0].set_ylabel("accuracy")
@@ -215,17 +258,27 @@ def write_rows(rows: list[dict], args) -> Path:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stage", choices=["screen", "confirm"], default="screen")
-    p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names from CONFIGS")
+    p.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help="comma-separated names from CONFIGS, each with optional +SETTING parts",
+    )
     p.add_argument("--domains", default="imdb,pydocs")
     p.add_argument("--minutes", type=float, default=None, help="pretraining budget (screen 8, confirm 28)")
     p.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds (screen 1, confirm 3)")
     p.add_argument("--label-fractions", default="0.01,1.0")
     p.add_argument("--output-dir", default="runs/objectives")
     p.add_argument("--results-dir", default="benchmarks/results")
+    p.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="no scratch or TF-IDF runs (their rows come from an earlier jsonl, see --table-from)",
+    )
     p.add_argument("--write-md", action="store_true", help="write the table into BENCHMARKS.md")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 minute, 1 seed, tiny configs, pydocs")
     p.add_argument(
-        "--table-from", help="no runs: the table of this jsonl (with --write-md, into BENCHMARKS.md)"
+        "--table-from",
+        help="no runs: the table of these jsonl files, comma-separated (with --write-md, into BENCHMARKS.md)",
     )
     args = p.parse_args()
     if args.quick:
@@ -236,17 +289,21 @@ def main() -> int:
     os.chdir(ROOT)
     out, started, rows = Path(args.output_dir) / args.stage, time.perf_counter(), []
     if args.table_from:
-        rows = [json.loads(line) for line in Path(args.table_from).read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for path in args.table_from.split(",")
+                for line in Path(path).read_text().splitlines() if line.strip()]  # fmt: skip
         args.domains = ""
     for domain in filter(None, args.domains.split(",")):
-        scratched: set[tuple[str, str]] = set()
+        scratched: set[str] = set()
         for i, name in enumerate(args.configs.split(",")):
             run = pretrain_config(domain, name, args.minutes, out)
-            kind = (model_kind(name), CONFIGS[name]["preset"])
-            rows += score(domain, name, run, args, out, scratch=kind not in scratched, tfidf=i == 0)
+            kind = scratch_name(name)
+            fresh = not args.no_baselines
+            rows += score(
+                domain, name, run, args, out, scratch=fresh and kind not in scratched, tfidf=fresh and i == 0
+            )
             scratched.add(kind)
             write_rows(rows, args)
-    jsonl = Path(args.table_from) if args.table_from else write_rows(rows, args)
+    jsonl = args.table_from or write_rows(rows, args)
     lines = table(rows)
     print("\n".join(lines))
     if args.write_md:

@@ -197,6 +197,9 @@ def build_config(
             f"max_position_embeddings {kwargs['max_position_embeddings']} is below max_seq_length {max_seq_length}"
         )
     if architecture == "modernbert":
+        # a classifier on the mean of the token states, not [CLS]: MLM never trains [CLS] (no next-sentence
+        # task), and on IMDB the mean scored 1-6 points higher after pretraining (BENCHMARKS.md, "The MLM plateau")
+        kwargs.setdefault("classifier_pooling", "mean")
         named = {"cls_token_id": cls_token_id, "bos_token_id": cls_token_id,
                  "sep_token_id": sep_token_id, "eos_token_id": sep_token_id}  # fmt: skip
         kwargs.update({k: v for k, v in named.items() if v is not None})
@@ -432,6 +435,48 @@ class BertForMaskedOnlyLM(SavesAsNative, BertForMaskedLM):
         return self._head_loss(rows.reshape(-1, hidden.size(-1)), targets.reshape(-1))
 
 
+class ModernBertForMaskedOnlyLM(SavesAsNative, ModernBertForMaskedLM):
+    """ModernBertForMaskedLM whose sparse prediction (the head on masked positions only) runs the decoder and
+    the loss as one `LinearCrossEntropy` in fp32 CPU training, as BertForMaskedOnlyLM does: the (masked,
+    vocab) logits are never kept, which is most of the head's CPU time with a large vocabulary. The output
+    then has the loss and no logits. Everything else (GPU, evaluation, no labels) is ModernBertForMaskedLM's
+    own forward; config.json says `ModernBertForMaskedLM`."""
+
+    native_architecture = "ModernBertForMaskedLM"
+
+    def __init__(self, config: ModernBertConfig) -> None:
+        super().__init__(config)
+        # transformers picks the loss from the class name, which names none here (it would be causal LM's)
+        self.loss_type = "ForMaskedLM"
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> MaskedLMOutput:
+        decoder = self.decoder
+        if labels is None or not self._fused_head_applies():
+            return super().forward(
+                input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs
+            )
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+        labels = labels.reshape(-1)
+        keep = labels != self.sparse_pred_ignore_index
+        rows = self.head(hidden.reshape(labels.shape[0], -1)[keep])
+        return MaskedLMOutput(loss=LinearCrossEntropy.apply(rows, decoder.weight, decoder.bias, labels[keep]))
+
+    def _fused_head_applies(self) -> bool:
+        weight = self.decoder.weight
+        return (
+            self.sparse_prediction
+            and self.decoder.bias is not None
+            and self.sparse_pred_ignore_index == -100
+            and self.training
+            and weight.device.type == "cpu"
+            and weight.dtype == torch.float32
+            and weight.requires_grad
+            and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()
+        )
+
+
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _GLIBC_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # where glibc's dynamic threshold tops out (64-bit)
@@ -488,10 +533,11 @@ def release_freed_memory() -> bool:
 
 def build_model(config: BertConfig | ModernBertConfig, masked_only_head: bool = True) -> PreTrainedModel:
     """A freshly initialised MLM model. BERT: the masked-only head (fast) or the plain BertForMaskedLM.
-    ModernBERT: `ModernBertForMaskedLM`, with its own sparse prediction (the head on masked positions only)."""
+    ModernBERT: its own sparse prediction (the head on masked positions only), fused with the loss on CPU
+    (`ModernBertForMaskedOnlyLM`), or the plain `ModernBertForMaskedLM`."""
     if config.model_type == "modernbert":
         config.sparse_prediction = masked_only_head
-        return ModernBertForMaskedLM(config)
+        return (ModernBertForMaskedOnlyLM if masked_only_head else ModernBertForMaskedLM)(config)
     return (BertForMaskedOnlyLM if masked_only_head else BertForMaskedLM)(config)
 
 
@@ -506,9 +552,11 @@ def load_masked_lm(name: str, masked_only_head: bool = True) -> PreTrainedModel:
         if config.model_type == "bert" and masked_only_head:
             model, info = BertForMaskedOnlyLM.from_pretrained(name, output_loading_info=True)
         else:
+            load = AutoModelForMaskedLM.from_pretrained
             if config.model_type == "modernbert":
                 config.sparse_prediction = masked_only_head
-            model, info = AutoModelForMaskedLM.from_pretrained(name, config=config, output_loading_info=True)
+                load = ModernBertForMaskedOnlyLM.from_pretrained if masked_only_head else load
+            model, info = load(name, config=config, output_loading_info=True)
     except (OSError, ValueError, KeyError) as e:
         raise UserError(
             f"init_from: cannot load a masked-LM model from {name}: {str(e).splitlines()[0]}"
