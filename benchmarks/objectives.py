@@ -187,7 +187,7 @@ def table(rows: list[dict]) -> list[str]:
                    if (r["task"], r["split"]) in SHOWN})  # fmt: skip
     configs = list(dict.fromkeys(r["config"] for r in rows))
     head = [
-        "| config | tokens seen (MLM eval loss) | "
+        "| config | tokens seen (pretraining eval loss) | "
         + " | ".join(f"{d}/{t} {s} {f:.0%}" for d, t, s, f in cols)
         + " |"
     ]
