@@ -106,10 +106,10 @@ def evaluated_rows(cfg: EvaluateConfig, **extra) -> list[dict]:
     return rows
 
 
-def write_jsonl(prefix: str, rows: list[dict]) -> Path:
-    """The rows to benchmarks/results/PREFIX-YYYYMMDD.jsonl (replaced); its path."""
+def write_jsonl(prefix: str, rows: list[dict], folder: str | Path = ROOT / "benchmarks" / "results") -> Path:
+    """The rows to FOLDER/PREFIX-YYYYMMDD.jsonl (replaced; FOLDER defaults to benchmarks/results); its path."""
     day = datetime.date.today().strftime("%Y%m%d")
-    path = ROOT / "benchmarks" / "results" / f"{prefix}-{day}.jsonl"
+    path = Path(folder) / f"{prefix}-{day}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

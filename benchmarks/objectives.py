@@ -22,7 +22,6 @@ with `--write-md`, written to BENCHMARKS.md between its markers with a plot (`--
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -37,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from common import write_marked_section  # noqa: E402  (benchmarks/, the script's folder)
+from downstream import write_jsonl  # noqa: E402
 
 from data_prep.io import read_json  # noqa: E402
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
@@ -58,9 +58,8 @@ SETTINGS = {  # training settings a config name may add after "+", e.g. mlm-mode
     "nodropout": {"model_overrides": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
     "spans3": {"mask_span_mean": 3.0},
     "rate30to15": {"mlm_probability": 0.3, "mlm_probability_final": 0.15},
-    "meanpool": {
-        "model_overrides": {"classifier_pooling": "mean"}
-    },  # ModernBERT's classifier: mean of tokens
+    # ModernBERT's classifier on the mean of the token states
+    "meanpool": {"model_overrides": {"classifier_pooling": "mean"}},
 }
 DOMAINS = {
     "imdb": {"recipe": "recipes/imdb_pretrain.yaml", "suite": "suites/imdb_sst2_cpu.yaml", "tasks": None},
@@ -181,10 +180,15 @@ def score(domain: str, name: str, run: dict, args, out: Path, scratch: bool, tfi
 SHOWN = {("sst2", "dev"), ("imdb", "test"), ("demo", "test")}  # the splits the issue's goals name
 
 
+def shown_columns(rows: list[dict]) -> list[tuple]:
+    """The (domain, task, split, label fraction) columns of the rows whose task and split are in SHOWN."""
+    return sorted({(r["domain"], r["task"], r["split"], r["label_fraction"]) for r in rows
+                   if (r["task"], r["split"]) in SHOWN})  # fmt: skip
+
+
 def table(rows: list[dict]) -> list[str]:
     """Markdown: one row per config, one column per (domain, task, split, label fraction) of SHOWN."""
-    cols = sorted({(r["domain"], r["task"], r["split"], r["label_fraction"]) for r in rows
-                   if (r["task"], r["split"]) in SHOWN})  # fmt: skip
+    cols = shown_columns(rows)
     configs = list(dict.fromkeys(r["config"] for r in rows))
     head = [
         "| config | tokens seen (pretraining eval loss) | "
@@ -211,8 +215,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = sorted({(r["domain"], r["task"], r["split"], r["label_fraction"]) for r in rows
-                   if (r["task"], r["split"]) in SHOWN})  # fmt: skip
+    cols = shown_columns(rows)
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.4), squeeze=False)
     for ax, (domain, task, split, fraction) in zip(axes[0], cols):
         here = [
@@ -244,15 +247,6 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def write_rows(rows: list[dict], args) -> Path:
-    """All rows so far to benchmarks/results/objectives-STAGE-DAY.jsonl (rewritten after every config)."""
-    day = datetime.date.today().strftime("%Y%m%d")
-    jsonl = Path(args.results_dir) / f"objectives-{args.stage}-{day}.jsonl"
-    jsonl.parent.mkdir(parents=True, exist_ok=True)
-    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return jsonl
 
 
 def main() -> int:
@@ -302,8 +296,8 @@ def main() -> int:
                 domain, name, run, args, out, scratch=fresh and kind not in scratched, tfidf=fresh and i == 0
             )
             scratched.add(kind)
-            write_rows(rows, args)
-    jsonl = args.table_from or write_rows(rows, args)
+            write_jsonl(f"objectives-{args.stage}", rows, args.results_dir)
+    jsonl = args.table_from or write_jsonl(f"objectives-{args.stage}", rows, args.results_dir)
     lines = table(rows)
     print("\n".join(lines))
     if args.write_md:

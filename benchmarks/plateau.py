@@ -38,6 +38,13 @@ def unigram_entropy(blocks: BlockDataset, special_ids: list[int], rows: int = 10
     return float(-(p * p.log()).sum())
 
 
+def masking(tok) -> MaskingCollator:
+    """BERT's masking (15%, 80/10/10), seeded: every variant sees the same masks."""
+    return MaskingCollator(
+        MaskingConfig(), len(tok), tok.mask_token_id, tok.pad_token_id, tok.all_special_ids, seed=0
+    )
+
+
 def optimizer(model: torch.nn.Module, lr: float, steps: int, warmup_ratio: float):
     """AdamW (weight decay 0.01 on matrices other than embeddings), warmup then linear decay to 0."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
@@ -57,9 +64,7 @@ def run_variant(arch: str, lr: float, args, tok, train: BlockDataset, valid: dic
     cfg = build_config(args.preset, len(tok), args.seq_length, tok.pad_token_id, architecture=arch,
                        cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id)  # fmt: skip
     model = build_model(cfg)
-    collator = MaskingCollator(
-        MaskingConfig(), len(tok), tok.mask_token_id, tok.pad_token_id, tok.all_special_ids, seed=0
-    )
+    collator = masking(tok)
     opt, schedule = optimizer(model, lr, args.steps, args.warmup_ratio)
     g, start, running, points = torch.Generator().manual_seed(1), time.perf_counter(), 0.0, []
     for step in range(args.steps):
@@ -98,10 +103,7 @@ def main() -> int:
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     data, _ = load_packed(args.packed)
     train, valid_blocks = BlockDataset(data["train"]), BlockDataset(data["validation"])
-    collator = MaskingCollator(
-        MaskingConfig(), len(tok), tok.mask_token_id, tok.pad_token_id, tok.all_special_ids, seed=0
-    )
-    valid = collator([{"input_ids": valid_blocks[i]["input_ids"]} for i in range(args.eval_blocks)])
+    valid = masking(tok)([{"input_ids": valid_blocks[i]["input_ids"]} for i in range(args.eval_blocks)])
     print(f"unigram entropy of the data: {unigram_entropy(train, tok.all_special_ids):.3f} nats", flush=True)
     for variant in args.variants.split(","):
         arch, lr = variant.split(":")

@@ -210,7 +210,8 @@ def build_config(
 
 
 def _fused_loss_applies(rows: torch.Tensor) -> bool:
-    """The fused decoder + loss is for fp32 CPU training (where memory traffic, not FLOPs, is the waste)."""
+    """The fused decoder + loss is for fp32 CPU training (where memory traffic, not FLOPs, is the waste);
+    `rows` is its input (or the decoder weight: the same checks)."""
     return (
         rows.device.type == "cpu"
         and rows.dtype == torch.float32
@@ -451,7 +452,15 @@ class ModernBertForMaskedOnlyLM(SavesAsNative, ModernBertForMaskedLM):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> MaskedLMOutput:
         decoder = self.decoder
-        if labels is None or not self._fused_head_applies():
+        fused = (
+            labels is not None
+            and self.training
+            and self.sparse_prediction
+            and self.sparse_pred_ignore_index == -100
+            and decoder.bias is not None
+            and _fused_loss_applies(decoder.weight)
+        )
+        if not fused:
             return super().forward(
                 input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs
             )
@@ -460,21 +469,6 @@ class ModernBertForMaskedOnlyLM(SavesAsNative, ModernBertForMaskedLM):
         keep = labels != self.sparse_pred_ignore_index
         rows = self.head(hidden.reshape(labels.shape[0], -1)[keep])
         return MaskedLMOutput(loss=LinearCrossEntropy.apply(rows, decoder.weight, decoder.bias, labels[keep]))
-
-    def _fused_head_applies(self) -> bool:
-        weight = self.decoder.weight
-        return (
-            self.sparse_prediction
-            and self.decoder.bias is not None
-            and self.sparse_pred_ignore_index == -100
-            and self.training
-            and weight.device.type == "cpu"
-            and weight.dtype == torch.float32
-            and weight.requires_grad
-            and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling()
-        )
 
 
 # glibc mallopt parameters
