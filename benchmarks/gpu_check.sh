@@ -6,7 +6,8 @@
 # Runs benchmarks/throughput.py on the GPU (bf16 autocast on both sides; presets tiny, mini, small), then
 # `mini` with objective: electra and with architecture: modernbert (the GPU path of each), and writes
 # everything it prints to $OUT/gpu_throughput.txt when $OUT is set, else benchmarks/results/.
-# Extra arguments go to throughput.py (e.g. --presets mini --steps 40).
+# Extra arguments go to throughput.py (e.g. --batch-size 256 --rounds 2; the ELECTRA and ModernBERT runs take
+# them too, then their own --presets mini --rounds 1 --steps 30).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,13 +24,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 # 1. a venv on top of the system site-packages (keeps the preinstalled CUDA torch)
 VENV="${GPU_CHECK_VENV:-/tmp/mlm-gpu-venv}"
-if [ ! -x "$VENV/bin/python" ]; then
+if "$PY_SYS" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)"; then
+  VENV=""  # the machine's python is itself a venv: one on top would see the base python's packages, not its torch
+elif [ ! -x "$VENV/bin/python" ]; then
   "$PY_SYS" -m venv --system-site-packages "$VENV" >>"$LOG" 2>&1 || VENV=""
 fi
 PY="${VENV:+$VENV/bin/python}"
 PY="${PY:-$PY_SYS}"
 PIP_OPTS=(--disable-pip-version-check -q)
-[ -z "$VENV" ] && PIP_OPTS+=(--user)
+"$PY" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)" || PIP_OPTS+=(--user)  # no venv: user site
 # what the benchmark imports (not the project's scikit-learn/matplotlib/evaluate); torch is the machine's
 DEPS=("transformers>=5.0" "datasets>=3.0" "tokenizers>=0.21" "accelerate>=1.0" "safetensors>=0.4" "huggingface_hub>=1.0" "pyyaml>=6")
 PROBE="import transformers, datasets, tokenizers, accelerate, safetensors, huggingface_hub, yaml
@@ -64,7 +67,7 @@ rc=${PIPESTATUS[0]}
 #    its own BERT-style blocks: the two do not combine)
 for opts in '{"objective": "electra"}' '{"architecture": "modernbert"}'; do
   say "== ours with $opts"
-  timeout "${GPU_CHECK_STEP_TIMEOUT:-120}" "$PY" benchmarks/throughput.py --device cuda --presets mini \
+  timeout "${GPU_CHECK_STEP_TIMEOUT:-120}" "$PY" benchmarks/throughput.py --device cuda "$@" --presets mini \
     --rounds 1 --steps 30 --ours-options "$opts" 2>&1 | tee -a "$LOG"
   step_rc=${PIPESTATUS[0]}
   [ "$step_rc" -ne 0 ] && rc=$step_rc

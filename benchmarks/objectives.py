@@ -44,8 +44,13 @@ from mlm.evaluate.suite import FINETUNE_KEYS  # noqa: E402
 from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
 
 START, END = "<!-- objectives:start -->", "<!-- objectives:end -->"
-CONFIGS = {  # name -> pretraining options on top of the domain's recipe
-    f"{objective}-{arch}-{preset}": {"objective": objective, "architecture": arch, "preset": preset}
+CONFIGS = {  # name -> pretraining options on top of the domain's recipe (1e-3 unless a "+lr" setting says)
+    f"{objective}-{arch}-{preset}": {
+        "objective": objective,
+        "architecture": arch,
+        "preset": preset,
+        "learning_rate": 1e-3,
+    }
     for preset in ("tiny", "mini")
     for arch in ("bert", "modernbert")
     for objective in ("mlm", "electra")
@@ -154,6 +159,7 @@ def score(domain: str, name: str, run: dict, args, out: Path, scratch: bool, tfi
             label_fractions=args.label_fractions.split(","),
             no_scratch=not scratch,
             no_tfidf=not tfidf,
+            tasks=[t for t in args.tasks.split(",") if t],
         ),
         log=log,
     )
@@ -261,6 +267,7 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=None, help="pretraining budget (screen 8, confirm 28)")
     p.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds (screen 1, confirm 3)")
     p.add_argument("--label-fractions", default="0.01,1.0")
+    p.add_argument("--tasks", default="", help="only these tasks of the domains' suites (default: all)")
     p.add_argument("--output-dir", default="runs/objectives")
     p.add_argument("--results-dir", default="benchmarks/results")
     p.add_argument(

@@ -108,17 +108,31 @@ class StepTimer(TrainerCallback):
 
 
 class ScoredRows:
-    """Data collator wrapper counting the label-carrying positions of the batches it makes."""
+    """Data collator wrapper counting the label-carrying positions of the batches it makes.
+
+    The counts live in shared memory: on a GPU the collator runs in DataLoader worker processes."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.rows, self.batches = inner, 0, 0
+        import multiprocessing
+
+        self.inner = inner
+        self._rows, self._batches = multiprocessing.Value("q", 0), multiprocessing.Value("q", 0)
 
     def __call__(self, items):
         out = self.inner(items)
         pos = out.get("masked_positions")
-        self.rows += pos.numel() if pos is not None else int((out["labels"] != -100).sum())
-        self.batches += 1
+        rows = pos.numel() if pos is not None else int((out["labels"] != -100).sum())
+        with self._rows.get_lock():
+            self._rows.value += rows
+        with self._batches.get_lock():
+            self._batches.value += 1
         return out
+
+    def reset(self) -> None:
+        self._rows.value = self._batches.value = 0
+
+    def per_batch(self) -> float:
+        return self._rows.value / max(1, self._batches.value)
 
 
 def make_baseline(
@@ -289,7 +303,8 @@ def bench_preset(preset: str, paths: dict, opts, peak: float, device: str) -> di
             run_round(trainer, timers[name], opts.skip + 2, reuse and name == "ours")
             log(f"[{preset}] warm-up {name}: {time.perf_counter() - t:.1f}s")
         per_step: dict[str, list[float]] = {"baseline": [], "ours": []}
-        base_rows.rows = base_rows.batches = ours_rows.rows = ours_rows.batches = 0
+        base_rows.reset()
+        ours_rows.reset()
         for r in range(opts.rounds):
             for name, trainer in (("baseline", base), ("ours", ours)):
                 s = run_round(trainer, timers[name], opts.skip + steps, reuse and name == "ours")
@@ -306,7 +321,7 @@ def bench_preset(preset: str, paths: dict, opts, peak: float, device: str) -> di
         med = sorted(per_step[name])[len(per_step[name]) // 2]
         model = (base if name == "baseline" else ours).model
         # rows the head scores: every position for BertForMaskedLM, the masked ones (or slots) for ours
-        scored = opts.batch_size * seq if name == "baseline" else rows.rows / max(1, rows.batches)
+        scored = opts.batch_size * seq if name == "baseline" else rows.per_batch()
         f = train_flops_per_step(model.config, opts.batch_size, seq, scored)
         flops[name] = f / best
         log(

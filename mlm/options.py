@@ -20,6 +20,13 @@ from data_prep.errors import UserError
 G = TypeVar("G")
 
 
+@dataclass(frozen=True)
+class ChosenLater:
+    """A `with_defaults` value: no fixed default (None); the step's `validate` picks one, as `rule` says."""
+
+    rule: str
+
+
 def with_defaults(**defaults: Any):
     """Class decorator, placed *under* `@dataclass`: new defaults for options inherited from groups."""
 
@@ -31,7 +38,10 @@ def with_defaults(**defaults: Any):
             if base is None:
                 raise TypeError(f"{cls.__name__}: no inherited option {name!r}")
             annotations[name] = base.type
-            if isinstance(value, (list, dict)):
+            if isinstance(value, ChosenLater):
+                help_text = f"{base.metadata.get('help', '')} (default: {value.rule})"
+                setattr(cls, name, field(default=None, metadata={**base.metadata, "help": help_text}))
+            elif isinstance(value, (list, dict)):
                 setattr(cls, name, field(default_factory=lambda v=value: type(v)(v), metadata=base.metadata))
             else:
                 setattr(cls, name, field(default=value, metadata=base.metadata))
@@ -118,6 +128,10 @@ class TrainerOptions:
             "steps slow down or every few minutes (another process busy on a core), the choice logged"
         },
     )
+
+    def peak_learning_rate(self) -> float:
+        """The learning rate to train with (a step that picks its default later overrides this)."""
+        return self.learning_rate
 
     def validate(self) -> None:
         for name in (
@@ -262,6 +276,7 @@ def training_arguments(opts: TrainerOptions, **extra: Any) -> dict[str, Any]:
     values = dataclasses.asdict(as_group(opts, TrainerOptions))
     values.pop("cpu_threads")  # not a TrainingArguments option: see `cpu_thread_tuner`
     values["warmup_steps"] = values.pop("warmup_ratio")  # transformers 5: a float < 1 is a ratio of the steps
+    values["learning_rate"] = opts.peak_learning_rate()
     values["optim"] = opts.optim or "adamw_torch_fused"
     values["report_to"] = trackers(opts.report_to) or "none"
     if opts.bf16 is None:

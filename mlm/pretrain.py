@@ -35,6 +35,7 @@ from mlm.modeling import ModelOptions
 from mlm.objectives import Objective, get_objective
 from mlm.options import (
     CardOptions,
+    ChosenLater,
     HubOptions,
     TrainerOptions,
     as_group,
@@ -67,9 +68,24 @@ PRETRAIN_STEP = "pretrain"
 FINAL_DIR = "final"
 
 
+# Peak learning rates when none is given. From scratch: measured on 2 CPU cores at batch 32 (BENCHMARKS.md,
+# "The MLM plateau": BERT blocks are best at 1e-3, ModernBERT's pre-LN blocks leave the plateau only
+# at 3e-3). Continued pretraining: the domain-adaptive rate of the literature (DAPT's 5e-4 at batch 2048,
+# scaled to batch 64), not measured here; a fully pretrained model loses what it knew at 1e-3.
+LEARNING_RATES = {"bert": 1e-3, "modernbert": 3e-3}
+INIT_FROM_LEARNING_RATE = 1e-4
+
+
+def default_learning_rate(architecture: str, init_from: str | None) -> float:
+    """The peak learning rate a run takes when its config gives none."""
+    return INIT_FROM_LEARNING_RATE if init_from else LEARNING_RATES.get(architecture, 1e-3)
+
+
 @dataclass
 @with_defaults(
-    learning_rate=1e-3,
+    learning_rate=ChosenLater(
+        "1e-3 from scratch with BERT blocks, 3e-3 with ModernBERT's, 1e-4 with init_from"
+    ),
     num_train_epochs=1.0,
     max_steps=1000,
     per_device_train_batch_size=64,
@@ -143,11 +159,18 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
         metadata={"help": "CPU: malloc keeps freed memory for reuse (no page faults every step)"},
     )
 
+    def peak_learning_rate(self) -> float:
+        """`learning_rate`, or when none is given the default for these blocks and this start."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return default_learning_rate(self.architecture, self.init_from)
+
     def validate(self) -> None:
         if not self.data_dir:
             raise UserError("pretrain: 'data_dir' (a folder written by `mlm pack`) is required")
         if not self.output_dir:
             raise UserError("pretrain: 'output_dir' is required")
+        self.learning_rate = self.peak_learning_rate()
         try:
             validate_groups(self)
         except UserError as e:
@@ -413,6 +436,7 @@ def _trainer_arguments(cfg: PretrainConfig, evaluate: bool) -> dict[str, Any]:
     return training_arguments(
         as_group(cfg, TrainerOptions),
         output_dir=cfg.output_dir,
+        learning_rate=cfg.peak_learning_rate(),
         max_steps=max_steps,
         logging_first_step=True,
         eval_strategy="steps" if eval_every else "no",
@@ -559,7 +583,7 @@ def run_record(run: PretrainRun, steps: int, eval_metrics: dict, wall_s: float) 
             steps=steps,
             tokens_seen=steps * run.global_batch * seq_len,
             batch_size=run.global_batch,
-            learning_rate=cfg.learning_rate,
+            learning_rate=cfg.peak_learning_rate(),
             lr_scheduler_type=cfg.lr_scheduler_type,
             warmup=cfg.warmup_ratio,
             hardware=hardware(cfg),

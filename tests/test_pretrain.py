@@ -136,3 +136,22 @@ def test_mask_rate_decays_to_its_final_value(packed_dir, tmp_path):
     assert (
         "30% falling to 15% of tokens" in RunRecord.load(tmp_path / "r2" / "final").objective.facts["Masking"]
     )
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ({}, 1e-3),
+        ({"architecture": "modernbert"}, 3e-3),
+        ({"init_from": "some/checkpoint"}, 1e-4),
+        ({"architecture": "modernbert", "init_from": "some/checkpoint"}, 1e-4),
+        ({"architecture": "modernbert", "learning_rate": 5e-4}, 5e-4),
+        ({"learning_rate": "2e-3"}, 2e-3),
+    ],
+)
+def test_learning_rate_left_out_follows_the_blocks_and_the_start(options, expected):
+    from mlm.config import config_from_dict
+    from mlm.pretrain import PretrainConfig
+
+    cfg = config_from_dict(PretrainConfig, {"data_dir": "d", "output_dir": "o", **options}, "pretrain")
+    assert cfg.learning_rate == pytest.approx(expected)
