@@ -23,8 +23,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 "$PY_SYS" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 
 # 1. a venv on top of the system site-packages (keeps the preinstalled CUDA torch)
+in_venv() { "$1" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)"; }
 VENV="${GPU_CHECK_VENV:-/tmp/mlm-gpu-venv}"
-if "$PY_SYS" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)"; then
+if in_venv "$PY_SYS"; then
   VENV=""  # the machine's python is itself a venv: one on top would see the base python's packages, not its torch
 elif [ ! -x "$VENV/bin/python" ]; then
   "$PY_SYS" -m venv --system-site-packages "$VENV" >>"$LOG" 2>&1 || VENV=""
@@ -32,7 +33,7 @@ fi
 PY="${VENV:+$VENV/bin/python}"
 PY="${PY:-$PY_SYS}"
 PIP_OPTS=(--disable-pip-version-check -q)
-"$PY" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)" || PIP_OPTS+=(--user)  # no venv: user site
+in_venv "$PY" || PIP_OPTS+=(--user)  # no venv: user site
 # what the benchmark imports (not the project's scikit-learn/matplotlib/evaluate); torch is the machine's
 DEPS=("transformers>=5.0" "datasets>=3.0" "tokenizers>=0.21" "accelerate>=1.0" "safetensors>=0.4" "huggingface_hub>=1.0" "pyyaml>=6")
 PROBE="import transformers, datasets, tokenizers, accelerate, safetensors, huggingface_hub, yaml

@@ -122,9 +122,8 @@ class ScoredRows:
         out = self.inner(items)
         pos = out.get("masked_positions")
         rows = pos.numel() if pos is not None else int((out["labels"] != -100).sum())
-        with self._rows.get_lock():
+        with self._rows.get_lock():  # one lock for the pair
             self._rows.value += rows
-        with self._batches.get_lock():
             self._batches.value += 1
         return out
 

@@ -76,11 +76,6 @@ LEARNING_RATES = {"bert": 1e-3, "modernbert": 3e-3}
 INIT_FROM_LEARNING_RATE = 1e-4
 
 
-def default_learning_rate(architecture: str, init_from: str | None) -> float:
-    """The peak learning rate a run takes when its config gives none."""
-    return INIT_FROM_LEARNING_RATE if init_from else LEARNING_RATES.get(architecture, 1e-3)
-
-
 @dataclass
 @with_defaults(
     learning_rate=ChosenLater(
@@ -163,7 +158,7 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
         """`learning_rate`, or when none is given the default for these blocks and this start."""
         if self.learning_rate is not None:
             return self.learning_rate
-        return default_learning_rate(self.architecture, self.init_from)
+        return INIT_FROM_LEARNING_RATE if self.init_from else LEARNING_RATES.get(self.architecture, 1e-3)
 
     def validate(self) -> None:
         if not self.data_dir:
@@ -434,9 +429,8 @@ def _trainer_arguments(cfg: PretrainConfig, evaluate: bool) -> dict[str, Any]:
     else:
         max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
     return training_arguments(
-        as_group(cfg, TrainerOptions),
+        cfg,  # its own peak_learning_rate: the default for its blocks when none is given
         output_dir=cfg.output_dir,
-        learning_rate=cfg.peak_learning_rate(),
         max_steps=max_steps,
         logging_first_step=True,
         eval_strategy="steps" if eval_every else "no",
