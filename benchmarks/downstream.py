@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/downstream.py            # about 80 minutes on 2 CPU cores
 
-1. `mlm run recipes/imdb_pretrain.yaml`: tokenizer + tiny BERT pretrained for 28 minutes (wall clock) on the
+1. `mlm run recipes/imdb_pretrain.yaml`: tokenizer + the recipe's tiny encoder pretrained for 28 minutes (wall clock) on the
    50,000 unlabelled IMDB reviews in ../shared/data, keeping its checkpoints (reused when already done).
 2. `mlm evaluate` with suites/imdb_sst2_cpu.yaml:
    - SST-2 (GLUE dev and SentEval labelled test) at 1% and 100% of the training labels, pretrained vs the same
@@ -221,11 +221,13 @@ def write_section(
 ) -> None:
     """Rewrite the Downstream section of BENCHMARKS.md (between its markers) from the measured rows."""
     main = [r for r in rows if r["method"] != "pretrained" or r.get("checkpoint") == "final"]
+    arch = yaml.safe_load(Path(args.recipe).read_text())["pretrain"].get("architecture", "bert")
+    blocks = {"bert": "BERT", "modernbert": "ModernBERT"}.get(arch, arch)
     lines = [
         START,
         "## Downstream",
         "",
-        "What 28 minutes of in-domain pretraining on 2 CPU cores buys. A `tiny` BERT (2 layers, 128 wide, "
+        f"What 28 minutes of in-domain pretraining on 2 CPU cores buys. A `tiny` {blocks} (2 layers, 128 wide, "
         "16k WordPiece vocabulary, sequences of 128) pretrained with `recipes/imdb_pretrain.yaml` "
         f"({pre.get('steps')} steps, {pre.get('tokens_seen', 0):,} tokens seen, "
         f"{pre.get('train_tokens_per_second', 0):,.0f} tokens/s, MLM accuracy "

@@ -43,13 +43,20 @@ from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from mlm.evaluate.suite import FINETUNE_KEYS  # noqa: E402
 from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
 
-START, END = "<!-- objectives:start -->", "<!-- objectives:end -->"
-CONFIGS = {  # name -> pretraining options on top of the domain's recipe (1e-3 unless a "+lr" setting says)
+
+def markers(stage: str) -> tuple[str, str]:
+    """The BENCHMARKS.md markers of a stage's section (the screen's kept their first name)."""
+    name = "objectives" if stage == "screen" else f"objectives-{stage}"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+CONFIGS = {  # name -> pretraining options on top of the domain's recipe: 1e-3 and batch 64 unless a setting says
     f"{objective}-{arch}-{preset}": {
         "objective": objective,
         "architecture": arch,
         "preset": preset,
         "learning_rate": 1e-3,
+        "per_device_train_batch_size": 64,
     }
     for preset in ("tiny", "mini")
     for arch in ("bert", "modernbert")
@@ -126,12 +133,16 @@ def suite_for(domain: str, out: Path, seeds: int) -> str:
     return str(path)
 
 
-def pretrain_config(domain: str, name: str, minutes: float, out: Path) -> dict:
-    """Pretrain one config (reused when finished with the same recipe); its metrics."""
+def pretrain_config(domain: str, name: str, minutes: float, out: Path, score_only: bool = False) -> dict:
+    """Pretrain one config (reused when finished with the same recipe); its metrics. `score_only`: take the
+    checkpoint already there (a copied corpus has new file times, which would start the pretraining again)."""
     recipe = study_recipe(domain, name, minutes, out)
-    log(f"[objectives] {domain} {name}: pretraining for {minutes:g} min")
-    run_recipe(RunConfig(recipe=str(recipe), steps=["prepare", "tokenizer", "pack", "pretrain"]), log=log)
+    if not score_only:
+        log(f"[objectives] {domain} {name}: pretraining for {minutes:g} min")
+        run_recipe(RunConfig(recipe=str(recipe), steps=["prepare", "tokenizer", "pack", "pretrain"]), log=log)
     folder = Path(plan_recipe(RunConfig(recipe=str(recipe))).configs["pretrain"].output_dir)
+    if not (folder / "final").is_dir():
+        raise SystemExit(f"--score-only: no pretrained checkpoint in {folder / 'final'}")
     return {"folder": folder, "metrics": read_json(folder / "metrics.json")}
 
 
@@ -192,6 +203,13 @@ def shown_columns(rows: list[dict]) -> list[tuple]:
                    if (r["task"], r["split"]) in SHOWN})  # fmt: skip
 
 
+def accuracy_cell(row: dict) -> str:
+    """The median, with the seeds' range when there are several: 0.802 (0.790-0.813)."""
+    values = row.get("values") or []
+    spread = f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else ""
+    return f"{row['accuracy']:.3f}{spread}"
+
+
 def table(rows: list[dict]) -> list[str]:
     """Markdown: one row per config, one column per (domain, task, split, label fraction) of SHOWN."""
     cols = shown_columns(rows)
@@ -207,11 +225,19 @@ def table(rows: list[dict]) -> list[str]:
         seen = {r["domain"]: (r["tokens_seen"], r.get("eval_loss")) for r in rows
                 if r["config"] == c and r.get("tokens_seen")}  # fmt: skip
         vals = [cell.get((c, *col)) for col in cols]
-        text = [f"{v['accuracy']:.3f}" if v else "-" for v in vals]
+        text = [accuracy_cell(v) if v else "-" for v in vals]
         tokens = ", ".join(f"{d} {n / 1e6:.1f}M" + (f" ({loss:.2f})" if loss else "")
                            for d, (n, loss) in seen.items()) or "-"  # fmt: skip
         head.append(f"| {c} | {tokens} | " + " | ".join(text) + " |")
     return head
+
+
+def seed_range(row: dict) -> list[list[float]] | None:
+    """Error bars from the median to the seeds' min and max (none for one seed)."""
+    values = row.get("values") or []
+    if len(values) < 2:
+        return None
+    return [[row["accuracy"] - min(values)], [max(values) - row["accuracy"]]]
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -230,13 +256,16 @@ def plot(rows: list[dict], path: Path) -> None:
             if (r["domain"], r["task"], r["split"], r["label_fraction"]) == (domain, task, split, fraction)
         ]
         pre = [r for r in here if r["method"] == "pretrained"]
-        scratch = {r["config"]: r["accuracy"] for r in here if r["method"] == "scratch"}
+        scratch = {r["config"]: r for r in here if r["method"] == "scratch"}
         for i, r in enumerate(pre):
-            twin = scratch_name(r["config"])
-            ax.bar(i - 0.2, r["accuracy"], 0.4, color="tab:blue", label="pretrained" if i == 0 else None)
-            ax.bar(
-                i + 0.2, scratch.get(twin, 0), 0.4, color="tab:orange", label="scratch" if i == 0 else None
-            )
+            twin = scratch.get(scratch_name(r["config"]), {"accuracy": 0})
+            for x, row, color, name in (
+                (i - 0.2, r, "tab:blue", "pretrained"),
+                (i + 0.2, twin, "tab:orange", "scratch"),
+            ):
+                ax.bar(
+                    x, row["accuracy"], 0.4, yerr=seed_range(row), color=color, label=name if i == 0 else None
+                )
         for r in here:
             if r["method"] == "tfidf":
                 ax.axhline(r["accuracy"], color="gray", linestyle=":", label="TF-IDF")
@@ -275,6 +304,11 @@ def main() -> int:
         action="store_true",
         help="no scratch or TF-IDF runs (their rows come from an earlier jsonl, see --table-from)",
     )
+    p.add_argument(
+        "--score-only",
+        action="store_true",
+        help="no pretraining: fine-tune the checkpoints an earlier run of these configs left in --output-dir",
+    )
     p.add_argument("--write-md", action="store_true", help="write the table into BENCHMARKS.md")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 minute, 1 seed, tiny configs, pydocs")
     p.add_argument(
@@ -296,7 +330,7 @@ def main() -> int:
     for domain in filter(None, args.domains.split(",")):
         scratched: set[str] = set()
         for i, name in enumerate(args.configs.split(",")):
-            run = pretrain_config(domain, name, args.minutes, out)
+            run = pretrain_config(domain, name, args.minutes, out, args.score_only)
             kind = scratch_name(name)
             fresh = not args.no_baselines
             rows += score(
@@ -312,8 +346,9 @@ def main() -> int:
         plot(rows, png)
         intro = (f"## Objectives study ({args.stage}, issue 11)\n\n`benchmarks/objectives.py --stage {args.stage}`: "
                  f"{args.minutes:g} min of pretraining per config on 2 CPU cores, {args.seeds} fine-tuning "
-                 f"seed(s), accuracy median. Rows: `{jsonl}`.\n\n![objectives]({png})\n")  # fmt: skip
-        write_marked_section(Path("BENCHMARKS.md"), START, END, [START, intro, *lines, END])
+                 f"seed(s), accuracy: median (min-max over seeds). Rows: `{jsonl}`.\n\n![objectives]({png})\n")  # fmt: skip
+        start, end = markers(args.stage)
+        write_marked_section(Path("BENCHMARKS.md"), start, end, [start, intro, *lines, end])
     log(f"[objectives] done in {(time.perf_counter() - started) / 60:.1f} min; rows in {jsonl}")
     return 0
 

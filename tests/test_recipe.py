@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlm.recipe import RunConfig, run_recipe
+from mlm.recipe import RunConfig, check_plan, plan_recipe, run_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "recipes").glob("*.yaml"))
 
 
 def _write_task(folder: Path) -> dict[str, Path]:
@@ -103,3 +106,13 @@ def test_run_writes_report_then_reuses_steps(recipe):
     assert ran == {"pretrain", "finetune", "report"}, logs
     previous = list(out.glob("pretrain.previous-*"))
     assert len(previous) == 1 and (previous[0] / "final" / "model.safetensors").is_file()  # never deleted
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_recipes_pass_the_whole_recipe_check(path, monkeypatch):
+    """Every recipe in recipes/ plans and passes the checks `mlm run` makes before any step (keys and values,
+    such as an architecture name), so an edited recipe cannot ship with a mistake found minutes into a run."""
+    if "../shared/data" in path.read_text() and not (ROOT.parent / "shared" / "data").is_dir():
+        pytest.skip("its corpus is in ../shared/data, which this machine does not have")
+    monkeypatch.chdir(ROOT)  # recipes name their data relative to the project root
+    check_plan(plan_recipe(RunConfig(recipe=str(path))))
