@@ -385,3 +385,14 @@ def test_pretraining_card_names_the_final_folder_and_no_local_path(packed_dir: P
     assert ".tmp-" not in card and str(tmp_path) not in card and str(packed_dir.parents[1]) not in card
     assert meta["pipeline_tag"] == "fill-mask" and "- Maximum sequence length: 32" in body
     _assert_no_blanks(card)
+
+
+def test_modernbert_card_names_the_first_transformers_that_loads_it(tmp_path: Path):
+    """ModernBERT entered transformers in 4.48, after the 4.44 our BERT checkpoints load with: its card says so."""
+    modern = _sections(
+        _split(render_model_card(_folder(tmp_path, "ModernBertForMaskedLM", model_type="modernbert"), {}))[1]
+    )
+    assert "`transformers` 4.48 or newer" in modern["Limitations"]
+    (tmp_path / "b").mkdir()
+    bert = _sections(_split(render_model_card(_folder(tmp_path / "b"), {}))[1])
+    assert "or newer" not in bert["Limitations"]

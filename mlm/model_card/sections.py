@@ -202,6 +202,10 @@ _USAGE: dict[str, Callable[[CardContext], list[str]]] = {
 }
 
 
+# model types newer than the transformers release our other checkpoints load with (4.44)
+MIN_TRANSFORMERS = {"modernbert": "4.48"}
+
+
 def limitations(ctx: CardContext) -> list[str]:
     record = ctx.record
     if ctx.finetuned and ctx.finetune.from_scratch:
@@ -220,6 +224,9 @@ def limitations(ctx: CardContext) -> list[str]:
         )
     if known(record.language):
         lines.append(f"- Trained on `{fmt(record.language)}` text only.")
+    if ctx.model_type in MIN_TRANSFORMERS:
+        lines.append(f"- Loads with `transformers` {MIN_TRANSFORMERS[ctx.model_type]} or newer, the first release "
+                     f"with its architecture.")  # fmt: skip
     if ctx.finetuned:
         lines.append("- Fine-tuned and evaluated on one task; expect lower scores on other data.")
     else:
