@@ -141,7 +141,7 @@ def pretrain_config(domain: str, name: str, minutes: float, out: Path, score_onl
         log(f"[objectives] {domain} {name}: pretraining for {minutes:g} min")
         run_recipe(RunConfig(recipe=str(recipe), steps=["prepare", "tokenizer", "pack", "pretrain"]), log=log)
     folder = Path(plan_recipe(RunConfig(recipe=str(recipe))).configs["pretrain"].output_dir)
-    if not (folder / "final").is_dir():
+    if score_only and not (folder / "final").is_dir():
         raise SystemExit(f"--score-only: no pretrained checkpoint in {folder / 'final'}")
     return {"folder": folder, "metrics": read_json(folder / "metrics.json")}
 
@@ -203,10 +203,16 @@ def shown_columns(rows: list[dict]) -> list[tuple]:
                    if (r["task"], r["split"]) in SHOWN})  # fmt: skip
 
 
+def seeds_min_max(row: dict) -> tuple[float, float] | None:
+    """The lowest and highest seed of a row; None for a single seed."""
+    values = row.get("values") or []
+    return (min(values), max(values)) if len(values) > 1 else None
+
+
 def accuracy_cell(row: dict) -> str:
     """The median, with the seeds' range when there are several: 0.802 (0.790-0.813)."""
-    values = row.get("values") or []
-    spread = f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else ""
+    low_high = seeds_min_max(row)
+    spread = f" ({low_high[0]:.3f}-{low_high[1]:.3f})" if low_high else ""
     return f"{row['accuracy']:.3f}{spread}"
 
 
@@ -234,10 +240,10 @@ def table(rows: list[dict]) -> list[str]:
 
 def seed_range(row: dict) -> list[list[float]] | None:
     """Error bars from the median to the seeds' min and max (none for one seed)."""
-    values = row.get("values") or []
-    if len(values) < 2:
+    low_high = seeds_min_max(row)
+    if not low_high:
         return None
-    return [[row["accuracy"] - min(values)], [max(values) - row["accuracy"]]]
+    return [[row["accuracy"] - low_high[0]], [low_high[1] - row["accuracy"]]]
 
 
 def plot(rows: list[dict], path: Path) -> None:
