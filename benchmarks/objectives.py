@@ -64,9 +64,12 @@ CONFIGS = {  # name -> pretraining options on top of the domain's recipe: 1e-3 a
     if not (objective == "electra" and arch == "modernbert")  # ELECTRA builds its own (BERT-style) blocks
 }
 SETTINGS = {  # training settings a config name may add after "+", e.g. mlm-modernbert-tiny+lr3e-3+nodropout
+    "lr2e-3": {"learning_rate": 2e-3},
     "lr3e-3": {"learning_rate": 3e-3},
     "lr5e-3": {"learning_rate": 5e-3},
     "bs32": {"per_device_train_batch_size": 32},
+    # a GPU's batch (benchmarks/gpu_pretrain.sh); at ~10 ms a step, evaluate and save every 2,000 steps, not 250
+    "gpu": {"per_device_train_batch_size": 256, "eval_steps": 2000, "save_steps": 2000},
     "nodropout": {"model_overrides": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
     "spans3": {"mask_span_mean": 3.0},
     "rate30to15": {"mlm_probability": 0.3, "mlm_probability_final": 0.15},
@@ -292,7 +295,12 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage", choices=["screen", "confirm"], default="screen")
+    p.add_argument(
+        "--stage",
+        choices=["screen", "confirm", "gpu"],
+        default="screen",
+        help="gpu: configs pretrained on a GPU by benchmarks/gpu_pretrain.sh, scored here with --score-only",
+    )
     p.add_argument(
         "--configs",
         default=",".join(CONFIGS),
@@ -315,6 +323,11 @@ def main() -> int:
         action="store_true",
         help="no pretraining: fine-tune the checkpoints an earlier run of these configs left in --output-dir",
     )
+    p.add_argument(
+        "--pretrain-only",
+        action="store_true",
+        help="pretrain the configs and stop (their metrics are printed; score later with --score-only)",
+    )
     p.add_argument("--write-md", action="store_true", help="write the table into BENCHMARKS.md")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 minute, 1 seed, tiny configs, pydocs")
     p.add_argument(
@@ -325,7 +338,7 @@ def main() -> int:
     if args.quick:
         args.minutes, args.seeds, args.domains = 1.0, 1, "pydocs"
         args.configs = "mlm-bert-tiny,electra-bert-tiny,mlm-modernbert-tiny"
-    args.minutes = args.minutes or (8.0 if args.stage == "screen" else 28.0)
+    args.minutes = args.minutes or {"screen": 8.0, "confirm": 28.0, "gpu": 5.0}[args.stage]
     args.seeds = args.seeds or (1 if args.stage == "screen" else 3)
     os.chdir(ROOT)
     out, started, rows = Path(args.output_dir) / args.stage, time.perf_counter(), []
@@ -337,6 +350,9 @@ def main() -> int:
         scratched: set[str] = set()
         for i, name in enumerate(args.configs.split(",")):
             run = pretrain_config(domain, name, args.minutes, out, args.score_only)
+            if args.pretrain_only:
+                print(json.dumps({"domain": domain, "config": name, **run["metrics"]}), flush=True)
+                continue
             kind = scratch_name(name)
             fresh = not args.no_baselines
             rows += score(
@@ -344,14 +360,19 @@ def main() -> int:
             )
             scratched.add(kind)
             write_jsonl(f"objectives-{args.stage}", rows, args.results_dir)
+    if args.pretrain_only:
+        return 0
     jsonl = args.table_from or write_jsonl(f"objectives-{args.stage}", rows, args.results_dir)
     lines = table(rows)
     print("\n".join(lines))
     if args.write_md:
         png = Path(args.results_dir) / f"objectives-{args.stage}.png"
         plot(rows, png)
+        budget = (f"{args.minutes:g} min of pretraining per config on one GPU (`benchmarks/gpu_pretrain.sh`), "
+                  "fine-tuned on 2 CPU cores" if args.stage == "gpu" else
+                  f"{args.minutes:g} min of pretraining per config on 2 CPU cores")  # fmt: skip
         intro = (f"## Objectives study ({args.stage}, issue 11)\n\n`benchmarks/objectives.py --stage {args.stage}`: "
-                 f"{args.minutes:g} min of pretraining per config on 2 CPU cores, {args.seeds} fine-tuning "
+                 f"{budget}, {args.seeds} fine-tuning "
                  f"seed(s), accuracy: median (min-max over seeds). Rows: `{jsonl}`.\n\n![objectives]({png})\n")  # fmt: skip
         start, end = markers(args.stage)
         write_marked_section(Path("BENCHMARKS.md"), start, end, [start, intro, *lines, end])
