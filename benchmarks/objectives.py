@@ -267,13 +267,20 @@ def plot(rows: list[dict], path: Path) -> None:
         pre = [r for r in here if r["method"] == "pretrained"]
         scratch = {r["config"]: r for r in here if r["method"] == "scratch"}
         for i, r in enumerate(pre):
-            twin = scratch.get(scratch_name(r["config"]), {"accuracy": 0})
+            twin = scratch.get(scratch_name(r["config"]))  # none when its scratch twin was not run
             for x, row, color, name in (
                 (i - 0.2, r, "tab:blue", "pretrained"),
                 (i + 0.2, twin, "tab:orange", "scratch"),
             ):
+                if row is None:
+                    continue
                 ax.bar(
-                    x, row["accuracy"], 0.4, yerr=seed_range(row), color=color, label=name if i == 0 else None
+                    x,
+                    row["accuracy"],
+                    0.4,
+                    yerr=seed_range(row),
+                    color=color,
+                    label=None if name in ax.get_legend_handles_labels()[1] else name,
                 )
         for r in here:
             if r["method"] == "tfidf":
