@@ -11,19 +11,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-RESULTS="${OUT:-$ROOT/benchmarks/results}"
-mkdir -p "$RESULTS"
-LOG="$RESULTS/gpu_throughput.txt"
-: > "$LOG"
-say() { echo "$@" | tee -a "$LOG"; }
-
-PY_SYS=${PYTHON:-python3}
-say "== $(date -u +%FT%TZ) gpu_check on $(hostname)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
-"$PY_SYS" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
-
-# 1. the python, dependencies and the working tree (benchmarks/gpu_env.sh)
-source "$ROOT/benchmarks/gpu_env.sh" || exit 1
+# 1. the log, the python, dependencies and the working tree (benchmarks/gpu_env.sh)
+GPU_LOG_NAME=gpu_throughput source "$ROOT/benchmarks/gpu_env.sh" || exit 1
 
 # 2. the benchmark: bf16 both sides, alternating rounds; data and tokenizer are cached in /tmp/mlm-bench
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=true

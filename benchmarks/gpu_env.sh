@@ -1,7 +1,19 @@
-# Sourced by the GPU scripts (gpu_check.sh, gpu_pretrain.sh) after they set ROOT and LOG and define `say`:
-# a python that sees the machine's preinstalled CUDA torch, the dependencies (PyPI, or offline from wheels in
-# .whl/; GPU_EXTRA_DEPS: more names, each both a pip and an import name) and the working tree installed. Needs
-# PY_SYS (the machine's python); sets PY; returns 1 if they do not import.
+# Sourced by the GPU scripts (gpu_check.sh, gpu_pretrain.sh) from the repository root, after they set ROOT and
+# GPU_LOG_NAME. Starts the log ($OUT/GPU_LOG_NAME.txt, else benchmarks/results/; `say` echoes into it) with the
+# machine's GPU and torch; then a python that sees the machine's preinstalled CUDA torch, the dependencies (PyPI,
+# or offline from wheels in .whl/; GPU_EXTRA_DEPS: more names, each both a pip and an import name) and the
+# working tree installed. PYTHON names the machine's python (default python3). Sets RESULTS, LOG and PY;
+# returns 1 if they do not import.
+RESULTS="${OUT:-$ROOT/benchmarks/results}"
+mkdir -p "$RESULTS"
+LOG="$RESULTS/$GPU_LOG_NAME.txt"
+: > "$LOG"
+say() { echo "$@" | tee -a "$LOG"; }
+
+PY_SYS=${PYTHON:-python3}
+say "== $(date -u +%FT%TZ) $(basename "$0" .sh) on $(hostname)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
+"$PY_SYS" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 
 # a venv on top of the system site-packages (keeps the preinstalled CUDA torch)
 in_venv() { "$1" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)"; }

@@ -10,16 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-RESULTS="${OUT:-$ROOT/benchmarks/results}"
-mkdir -p "$RESULTS"
-LOG="$RESULTS/gpu_pretrain.txt"
-: > "$LOG"
-say() { echo "$@" | tee -a "$LOG"; }
-
-PY_SYS=${PYTHON:-python3}
-say "== $(date -u +%FT%TZ) gpu_pretrain on $(hostname)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
-GPU_EXTRA_DEPS="evaluate" source "$ROOT/benchmarks/gpu_env.sh" || exit 1
+GPU_LOG_NAME=gpu_pretrain GPU_EXTRA_DEPS="evaluate" source "$ROOT/benchmarks/gpu_env.sh" || exit 1
 
 if [ ! -e ../shared/data ] && [ -n "${GPU_DATA:-}" ]; then
   mkdir -p ../shared && ln -s "$(cd "$GPU_DATA" && pwd)" ../shared/data
