@@ -1,7 +1,7 @@
 """Held-out check: the defaults on a corpus and tasks that no default was chosen on.
 
-    .venv/bin/python benchmarks/heldout.py                     # 15 minutes of pretraining, then ~30 min
-    .venv/bin/python benchmarks/heldout.py --pretrain-minutes 8 --output-dir runs/heldout8
+    .venv/bin/python benchmarks/heldout.py      # 15 minutes of pretraining, then ~25 min of fine-tuning
+    .venv/bin/python benchmarks/heldout.py --pretrain-minutes 8 --output-dir runs/heldout8 --name heldout-8min
 
 Every default of issue 11 was chosen on IMDB / SST-2 and on the built-in documentation corpus. This script
 runs them as a new user would on something else: `recipes/imdb_pretrain.yaml` unchanged but for its corpus
