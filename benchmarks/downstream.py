@@ -97,6 +97,24 @@ def _absolute(spec: str) -> str:
     return str((ROOT / spec).resolve()) if (ROOT / spec).exists() else spec
 
 
+def imdb_recipe_pretrained(out: Path, minutes: float, saved_as: str, **changes) -> Path:
+    """recipes/imdb_pretrain.yaml at `minutes` of pretraining (no intermediate checkpoints), with `changes`
+    (a dict value updates that section, any other value replaces the key), saved in `out`'s parent as
+    `saved_as` and run into `out`; reused when its final/ exists. Returns that final checkpoint."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "imdb_pretrain.yaml").read_text())
+    recipe["output_dir"] = str(out)
+    recipe["pretrain"].update(max_time_minutes=minutes, keep_checkpoints=False, save_steps=500)
+    for key, value in changes.items():
+        recipe[key] = {**recipe[key], **value} if isinstance(value, dict) else value
+    path = out.parent / saved_as
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe))
+    final = out / "pretrain" / "final"
+    if not (final / "config.json").is_file():
+        run_recipe(RunConfig(recipe=str(path), steps=["prepare", "tokenizer", "pack", "pretrain"]), log=log)
+    return final
+
+
 def evaluated_rows(cfg: EvaluateConfig, **extra) -> list[dict]:
     """`mlm evaluate` with `cfg`; its `jsonl_rows`, each with `extra` added and printed as a JSON line."""
     rows = jsonl_rows(evaluate(cfg, log=log))

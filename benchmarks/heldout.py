@@ -34,11 +34,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from common import SHARED, WIKITEXT  # noqa: E402  (benchmarks/, the script's folder)
-from downstream import evaluated_rows, log, suite_variant, write_jsonl  # noqa: E402
+from downstream import CPU_SUITE, evaluated_rows, imdb_recipe_pretrained, log, write_jsonl  # noqa: E402
 
 from mlm.evaluate import EvaluateConfig  # noqa: E402
 from mlm.evaluate.suite import load_suite  # noqa: E402
-from mlm.recipe import RunConfig, run_recipe  # noqa: E402
 
 SENTEVAL = SHARED / "senteval"
 TASKS = ("trec", "subj", "cr")
@@ -98,20 +97,11 @@ def write_tasks(folder: Path) -> dict[str, dict]:
     return entries
 
 
-def pretrained(out: Path, minutes: float) -> Path:
+def wikitext_pretrained(out: Path, minutes: float) -> Path:
     """recipes/imdb_pretrain.yaml on WikiText-2 for `minutes`, run into `out` (reused when finished)."""
-    recipe = yaml.safe_load((ROOT / "recipes" / "imdb_pretrain.yaml").read_text())
-    recipe.update(name="heldout_wikitext2", output_dir=str(out))
-    recipe["prepare"] = {**recipe["prepare"], "corpus": [str(WIKITEXT / "valid.txt"), str(WIKITEXT / "test.txt")],
-                         "strip_html": False}  # fmt: skip
-    recipe["pretrain"].update(max_time_minutes=minutes, keep_checkpoints=False, save_steps=500)
-    path = out.parent / "heldout_pretrain.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(recipe))
-    final = out / "pretrain" / "final"
-    if not (final / "config.json").is_file():
-        run_recipe(RunConfig(recipe=str(path), steps=["prepare", "tokenizer", "pack", "pretrain"]), log=log)
-    return final
+    corpus = [str(WIKITEXT / "valid.txt"), str(WIKITEXT / "test.txt")]
+    return imdb_recipe_pretrained(out, minutes, "heldout_pretrain.yaml", name="heldout_wikitext2",
+                                  prepare={"corpus": corpus, "strip_html": False})  # fmt: skip
 
 
 def main() -> int:
@@ -134,14 +124,14 @@ def main() -> int:
         )
     out = Path(args.output_dir).resolve()
     started = time.perf_counter()
-    suite = suite_variant(out, "heldout_suite", ["sst2"])  # the CPU suite's fine-tuning settings
-    data = yaml.safe_load(suite.read_text())
+    data = yaml.safe_load((ROOT / CPU_SUITE).read_text())  # its fine-tuning settings, these tasks
     data.update(name="heldout", description="SentEval TREC, SUBJ, CR (held out), accuracy",
-                label_fractions=[float(f) for f in args.label_fractions.split(",")])  # fmt: skip
-    data["tasks"] = write_tasks(out / "tasks")
+                label_fractions=[float(f) for f in args.label_fractions.split(",")],
+                tasks=write_tasks(out / "tasks"))  # fmt: skip
+    suite = out / "heldout_suite.yaml"
     suite.write_text(yaml.safe_dump(data, sort_keys=False))
     load_suite(suite)  # a mistake in it shows now, not after the pretraining
-    final = Path(args.model) if args.model else pretrained(out / "wikitext2", args.pretrain_minutes)
+    final = Path(args.model) if args.model else wikitext_pretrained(out / "wikitext2", args.pretrain_minutes)
     cfg = EvaluateConfig(model=str(final.resolve()), suite=str(suite), output_dir=str(out / "evaluate"),
                          tasks=args.tasks.split(","), seeds=args.seeds, seeds_at_full=args.seeds,
                          label_fractions=args.label_fractions.split(","),

@@ -23,33 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from downstream import jsonl_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
+from downstream import imdb_recipe_pretrained, jsonl_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
 
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
-from mlm.recipe import RunConfig, run_recipe  # noqa: E402
 
 MODES = ("truncate", "head_tail", "chunks")
-
-
-def pretrained(out: Path, minutes: float) -> Path:
-    """The IMDB recipe at `minutes` of pretraining, run into `out` (reused when its final/ exists)."""
-    recipe = yaml.safe_load((ROOT / "recipes" / "imdb_pretrain.yaml").read_text())
-    recipe["output_dir"] = str(out)
-    recipe["pretrain"].update(max_time_minutes=minutes, keep_checkpoints=False, save_steps=500)
-    path = out.parent / "imdb_pretrain_long_text.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(recipe))
-    final = out / "pretrain" / "final"
-    if not (final / "config.json").is_file():
-        run_recipe(RunConfig(recipe=str(path), steps=["prepare", "tokenizer", "pack", "pretrain"]), log=log)
-    return final
 
 
 def main() -> int:
@@ -65,7 +48,11 @@ def main() -> int:
     os.chdir(ROOT)
     out = Path(args.output_dir).resolve()
     started = time.perf_counter()
-    final = Path(args.model) if args.model else pretrained(out / "imdb", args.pretrain_minutes)
+    final = (
+        Path(args.model)
+        if args.model
+        else imdb_recipe_pretrained(out / "imdb", args.pretrain_minutes, "imdb_pretrain_long_text.yaml")
+    )
     rows = []
     for mode in args.modes.split(","):
         suite = suite_variant(out, f"imdb_{mode}", ["imdb"], long_text=mode)
