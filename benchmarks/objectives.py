@@ -37,6 +37,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from common import write_marked_section  # noqa: E402  (benchmarks/, the script's folder)
 from downstream import write_jsonl  # noqa: E402
+from masking import common_mlm_scores  # noqa: E402
 
 from data_prep.io import read_json  # noqa: E402
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
@@ -149,6 +150,17 @@ def pretrain_config(domain: str, name: str, minutes: float, out: Path, score_onl
     return {"folder": folder, "metrics": read_json(folder / "metrics.json")}
 
 
+def mlm_at_15(domain: str, name: str, run: dict, out: Path) -> dict:
+    """An MLM model's loss and accuracy on its domain's validation blocks masked once at 15% (token level),
+    and with the unmasked words shuffled: comparable across masking settings, whose own eval losses are not.
+    Empty for ELECTRA (its checkpoint is the discriminator, with no masked-LM head)."""
+    if options(name)["objective"] != "mlm":
+        return {}
+    final = run["folder"] / "final"
+    scores = common_mlm_scores({name: final}, out / domain / "data" / "packed", final)[name]
+    return {k: round(v, 4) for k, v in scores.items() if k != "positions"}
+
+
 def model_kind(name: str) -> str:
     """The fine-tuned architecture: ELECTRA's discriminator is its own kind; otherwise bert or modernbert."""
     cfg = options(name)
@@ -191,7 +203,7 @@ def score(domain: str, name: str, run: dict, args, out: Path, scratch: bool, tfi
             m = run["metrics"]
             row.update(options(name), steps=m.get("steps"), tokens_seen=m.get("tokens_seen"),
                        tokens_per_second=round(m.get("train_tokens_per_second") or 0),
-                       eval_loss=m.get("eval_loss"), minutes=args.minutes)  # fmt: skip
+                       eval_loss=m.get("eval_loss"), minutes=args.minutes, **run.get("mlm_at_15", {}))  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -219,24 +231,30 @@ def accuracy_cell(row: dict) -> str:
     return f"{row['accuracy']:.3f}{spread}"
 
 
+def loss_note(row: dict) -> str:
+    """The pretraining eval loss of a row, and its loss at 15% token masking when measured: " (4.79; 4.81)"."""
+    losses = [f"{row[k]:.2f}" for k in ("eval_loss", "loss_at_015") if row.get(k)]
+    return f" ({'; '.join(losses)})" if losses else ""
+
+
 def table(rows: list[dict]) -> list[str]:
     """Markdown: one row per config, one column per (domain, task, split, label fraction) of SHOWN."""
     cols = shown_columns(rows)
     configs = list(dict.fromkeys(r["config"] for r in rows))
     head = [
-        "| config | tokens seen (pretraining eval loss) | "
+        "| config | tokens seen (pretraining eval loss; at 15% token masking) | "
         + " | ".join(f"{d}/{t} {s} {f:.0%}" for d, t, s, f in cols)
         + " |"
     ]
     head.append("|---|---|" + "---|" * len(cols))
     cell = {(r["config"], r["domain"], r["task"], r["split"], r["label_fraction"]): r for r in rows}
     for c in configs:
-        seen = {r["domain"]: (r["tokens_seen"], r.get("eval_loss")) for r in rows
-                if r["config"] == c and r.get("tokens_seen")}  # fmt: skip
+        seen = {r["domain"]: r for r in rows if r["config"] == c and r.get("tokens_seen")}
         vals = [cell.get((c, *col)) for col in cols]
         text = [accuracy_cell(v) if v else "-" for v in vals]
-        tokens = ", ".join(f"{d} {n / 1e6:.1f}M" + (f" ({loss:.2f})" if loss else "")
-                           for d, (n, loss) in seen.items()) or "-"  # fmt: skip
+        tokens = (
+            ", ".join(f"{d} {r['tokens_seen'] / 1e6:.1f}M" + loss_note(r) for d, r in seen.items()) or "-"
+        )
         head.append(f"| {c} | {tokens} | " + " | ".join(text) + " |")
     return head
 
@@ -360,6 +378,7 @@ def main() -> int:
             if args.pretrain_only:
                 print(json.dumps({"domain": domain, "config": name, **run["metrics"]}), flush=True)
                 continue
+            run["mlm_at_15"] = mlm_at_15(domain, name, run, out)
             kind = scratch_name(name)
             fresh = not args.no_baselines
             rows += score(
