@@ -45,9 +45,9 @@ from mlm.evaluate.suite import FINETUNE_KEYS  # noqa: E402
 from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
 
 
-def markers(stage: str) -> tuple[str, str]:
-    """The BENCHMARKS.md markers of a stage's section (the screen's kept their first name)."""
-    name = "objectives" if stage == "screen" else f"objectives-{stage}"
+def markers(section: str) -> tuple[str, str]:
+    """The BENCHMARKS.md markers of a section (the screen's kept their first name)."""
+    name = "objectives" if section == "screen" else f"objectives-{section}"
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
@@ -224,6 +224,12 @@ def seeds_min_max(row: dict) -> tuple[float, float] | None:
     return (min(values), max(values)) if len(values) > 1 else None
 
 
+def seed_counts(rows: list[dict], default: int) -> str:
+    """The fine-tuning seeds of the rows: "3", or "1 or 3" when cells differ."""
+    counts = sorted({len(r.get("values") or [0]) for r in rows}) or [default]
+    return " or ".join(map(str, counts))
+
+
 def accuracy_cell(row: dict) -> str:
     """The median, with the seeds' range when there are several: 0.802 (0.790-0.813)."""
     low_high = seeds_min_max(row)
@@ -354,6 +360,10 @@ def main() -> int:
         help="pretrain the configs and stop (their metrics are printed; score later with --score-only)",
     )
     p.add_argument("--write-md", action="store_true", help="write the table into BENCHMARKS.md")
+    p.add_argument(
+        "--section",
+        help="with --write-md: the BENCHMARKS.md section (its title, markers and plot) when not the stage's own",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 1 minute, 1 seed, tiny configs, pydocs")
     p.add_argument(
         "--table-from",
@@ -365,6 +375,7 @@ def main() -> int:
         args.configs = "mlm-bert-tiny,electra-bert-tiny,mlm-modernbert-tiny"
     args.minutes = args.minutes or {"screen": 8.0, "confirm": 28.0, "gpu": 5.0}[args.stage]
     args.seeds = args.seeds or (1 if args.stage == "screen" else 3)
+    args.section = args.section or args.stage
     os.chdir(ROOT)
     out, started, rows = Path(args.output_dir) / args.stage, time.perf_counter(), []
     if args.table_from:
@@ -392,15 +403,15 @@ def main() -> int:
     lines = table(rows)
     print("\n".join(lines))
     if args.write_md:
-        png = Path(args.results_dir) / f"objectives-{args.stage}.png"
+        png = Path(args.results_dir) / f"objectives-{args.section}.png"
         plot(rows, png)
         budget = (f"{args.minutes:g} min of pretraining per config on one GPU (`benchmarks/gpu_pretrain.sh`), "
                   "fine-tuned on 2 CPU cores" if args.stage == "gpu" else
                   f"{args.minutes:g} min of pretraining per config on 2 CPU cores")  # fmt: skip
-        intro = (f"## Objectives study ({args.stage}, issue 11)\n\n`benchmarks/objectives.py --stage {args.stage}`: "
-                 f"{budget}, {args.seeds} fine-tuning "
+        intro = (f"## Objectives study ({args.section}, issue 11)\n\n`benchmarks/objectives.py --stage {args.stage}`: "
+                 f"{budget}, {seed_counts(rows, args.seeds)} fine-tuning "
                  f"seed(s), accuracy: median (min-max over seeds). Rows: `{jsonl}`.\n\n![objectives]({png})\n")  # fmt: skip
-        start, end = markers(args.stage)
+        start, end = markers(args.section)
         write_marked_section(Path("BENCHMARKS.md"), start, end, [start, intro, *lines, end])
     log(f"[objectives] done in {(time.perf_counter() - started) / 60:.1f} min; rows in {jsonl}")
     return 0
