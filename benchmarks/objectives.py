@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
@@ -42,6 +43,7 @@ from masking import common_mlm_scores  # noqa: E402
 from data_prep.io import read_json  # noqa: E402
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from mlm.evaluate.suite import FINETUNE_KEYS  # noqa: E402
+from mlm.masking import MaskingConfig  # noqa: E402
 from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
 
 
@@ -51,9 +53,9 @@ def markers(section: str) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
-# A config's masking is single tokens at 15% unless a setting says, whatever the domain's recipe masks, so
-# that a name means the same pretraining when a recipe's defaults change (imdb_pretrain.yaml masks spans).
-SINGLE_TOKENS = {"mlm_probability": 0.15, "mlm_probability_final": None, "mask_span_mean": 1.0}
+# A config masks as the API does by default (single tokens at 15%) unless a setting says, whatever the domain's
+# recipe masks, so that a name means the same pretraining when a recipe changes (imdb_pretrain.yaml masks spans).
+DEFAULT_MASKING = asdict(MaskingConfig())
 CONFIGS = {  # name -> pretraining options on top of the domain's recipe: 1e-3 and batch 64 unless a setting says
     f"{objective}-{arch}-{preset}": {
         "objective": objective,
@@ -61,7 +63,7 @@ CONFIGS = {  # name -> pretraining options on top of the domain's recipe: 1e-3 a
         "preset": preset,
         "learning_rate": 1e-3,
         "per_device_train_batch_size": 64,
-        **SINGLE_TOKENS,
+        **DEFAULT_MASKING,
     }
     for preset in ("tiny", "mini")
     for arch in ("bert", "modernbert")
