@@ -103,7 +103,7 @@ def imdb_recipe_pretrained(out: Path, minutes: float, saved_as: str, **changes) 
     `saved_as` and run into `out`; reused when its final/ exists. Returns that final checkpoint."""
     recipe = yaml.safe_load((ROOT / "recipes" / "imdb_pretrain.yaml").read_text())
     recipe["output_dir"] = str(out)
-    recipe["pretrain"].update(max_time_minutes=minutes, keep_checkpoints=False, save_steps=500)
+    recipe["pretrain"].update(max_time_minutes=minutes, save_total_limit=2, save_steps=500)
     for key, value in changes.items():
         recipe[key] = {**recipe[key], **value} if isinstance(value, dict) else value
     path = out.parent / saved_as

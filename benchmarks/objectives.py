@@ -77,11 +77,11 @@ SETTINGS = {  # training settings a config name may add after "+", e.g. mlm-mode
     "bs32": {"per_device_train_batch_size": 32},
     # a GPU's batch (benchmarks/gpu_pretrain.sh); at ~10 ms a step, evaluate and save every 2,000 steps, not 250
     "gpu": {"per_device_train_batch_size": 256, "eval_steps": 2000, "save_steps": 2000},
-    "nodropout": {"model_overrides": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
+    "nodropout": {"config_overrides": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
     "spans3": {"mask_span_mean": 3.0},
     "rate30to15": {"mlm_probability": 0.3, "mlm_probability_final": 0.15},
     # ModernBERT's classifier on the mean of the token states
-    "meanpool": {"model_overrides": {"classifier_pooling": "mean"}},
+    "meanpool": {"config_overrides": {"classifier_pooling": "mean"}},
 }
 DOMAINS = {
     "imdb": {"recipe": "recipes/imdb_pretrain.yaml", "suite": "suites/imdb_sst2_cpu.yaml", "tasks": None},
@@ -122,7 +122,7 @@ def study_recipe(domain: str, name: str, minutes: float, out: Path) -> Path:
     recipe["prepare"] = {**base["prepare"], "output_dir": str(shared / "prepared")}
     recipe["tokenizer"] = {**base["tokenizer"], "output_dir": str(shared / "tokenizer")}
     recipe["pack"] = {**base["pack"], "output_dir": str(shared / "packed")}
-    pre = {**base["pretrain"], **options(name), "max_time_minutes": minutes, "keep_checkpoints": False}
+    pre = {**base["pretrain"], **options(name), "max_time_minutes": minutes, "save_total_limit": 2}
     pre.pop("max_steps", None)
     recipe["pretrain"] = pre
     path = out / "recipes" / f"{domain}-{name}.yaml"
@@ -176,7 +176,7 @@ def model_kind(name: str) -> str:
 def scratch_name(name: str) -> str:
     """The from-scratch twin of a config: its model kind and preset, and the settings that change the
     fine-tuned model (model overrides such as the classifier's pooling); training settings do not."""
-    shaping = [s for s in name.split("+")[1:] if "model_overrides" in SETTINGS[s]]
+    shaping = [s for s in name.split("+")[1:] if "config_overrides" in SETTINGS[s]]
     return "+".join([f"scratch-{model_kind(name)}-{options(name)['preset']}", *shaping])
 
 

@@ -45,13 +45,13 @@ def masking(tok) -> MaskingCollator:
     )
 
 
-def optimizer(model: torch.nn.Module, lr: float, steps: int, warmup_ratio: float):
+def optimizer(model: torch.nn.Module, lr: float, steps: int, warmup_steps: float):
     """AdamW (weight decay 0.01 on matrices other than embeddings), warmup then linear decay to 0."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     groups = [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    warm = max(1, int(warmup_ratio * steps))
+    warm = max(1, int(warmup_steps * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm)))
     )
@@ -65,7 +65,7 @@ def run_variant(arch: str, lr: float, args, tok, train: BlockDataset, valid: dic
                        cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id)  # fmt: skip
     model = build_model(cfg)
     collator = masking(tok)
-    opt, schedule = optimizer(model, lr, args.steps, args.warmup_ratio)
+    opt, schedule = optimizer(model, lr, args.steps, args.warmup_steps)
     g, start, running, points = torch.Generator().manual_seed(1), time.perf_counter(), 0.0, []
     for step in range(args.steps):
         idx = torch.randint(len(train), (args.batch_size,), generator=g).tolist()

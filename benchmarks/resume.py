@@ -76,7 +76,7 @@ def config(packed: Path, out: Path, batch: int, streaming: bool, **kw):
         data_dir=str(packed),
         output_dir=str(out),
         preset="tiny",
-        model_overrides=TINY,
+        config_overrides=TINY,
         per_device_train_batch_size=batch,
         streaming=streaming,
         logging_steps=1000,
@@ -177,7 +177,7 @@ def main() -> None:
         run_dir = cache / "run"
         ckpt = fake_checkpoint(templates[streaming], run_dir, steps, args.batch, streaming)
         cfg = config(
-            packed, run_dir, args.batch, streaming, max_steps=steps + 1, save_steps=0, resume=str(ckpt)
+            packed, run_dir, args.batch, streaming, max_steps=steps + 1, save_steps=0, resume_from_checkpoint=str(ckpt)
         )
         seconds = time_resume(cfg, replay)
         what = (

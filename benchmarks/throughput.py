@@ -186,7 +186,7 @@ def make_ours(
         preset=preset,
         adam_beta1=args_common["adam_beta1"],
         adam_beta2=args_common["adam_beta2"],
-        warmup_ratio=args_common["warmup_steps"],
+        warmup_steps=args_common["warmup_steps"],
         use_cpu=device == "cpu",
         bf16=device == "cuda",
         eval_steps=0,

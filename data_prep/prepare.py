@@ -89,11 +89,11 @@ class PrepareConfig:
     dedup: bool = field(
         default=True, metadata={"help": "drop exact duplicates after cleaning, keeping the first"}
     )
-    # share of documents held out for validation (0 < f < 1); ignored when validation_size is set
-    validation_fraction: float = field(
-        default=0.05, metadata={"help": "share of documents for validation (0 < f < 1)"}
+    # percent of documents held out for validation (run_mlm.py's name); ignored when validation_size is set
+    validation_split_percentage: float = field(
+        default=5, metadata={"help": "percent of documents for validation (0 < p < 100)"}
     )
-    # number of documents held out for validation (overrides validation_fraction)
+    # number of documents held out for validation (overrides validation_split_percentage)
     validation_size: int | None = field(
         default=None, metadata={"help": "number of validation documents (overrides fraction)"}
     )
@@ -121,9 +121,9 @@ class PrepareConfig:
             raise UserError(f"prepare: {e}") from None
         if self.min_chars < 0:
             raise UserError(f"prepare: min_chars must be >= 0, got {self.min_chars}")
-        if not 0 < self.validation_fraction < 1:
+        if not 0 < self.validation_split_percentage < 100:
             raise UserError(
-                f"prepare: validation_fraction must be between 0 and 1, got {self.validation_fraction}"
+                f"prepare: validation_split_percentage must be between 0 and 100, got {self.validation_split_percentage}"
             )
         if self.max_document_chars < _MIN_DOCUMENT_BOUND:
             raise UserError(
@@ -383,7 +383,7 @@ def _kept_rows(cfg: PrepareConfig, got: _Cleaned) -> tuple[np.ndarray, dict]:
 def _split_rows(cfg: PrepareConfig, keep: np.ndarray) -> dict[str, np.ndarray]:
     """The kept rows of each split, in order: a seeded sample of them for validation, the rest for train."""
     n_out = len(keep)
-    n_val = cfg.validation_size if cfg.validation_size is not None else round(n_out * cfg.validation_fraction)
+    n_val = cfg.validation_size if cfg.validation_size is not None else round(n_out * cfg.validation_split_percentage / 100)
     n_val = min(max(n_val, 1), n_out - 1)
     order = np.random.default_rng(cfg.seed).permutation(n_out)
     return {"train": np.sort(keep[order[n_val:]]), "validation": np.sort(keep[order[:n_val]])}

@@ -51,13 +51,26 @@ def folder_fingerprint(folder: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
+def config_values(cfg: Any) -> dict[str, Any]:
+    """A config's options as JSON values (enums by value), a secret (`hub_token`) only as set or not."""
+    values = {}
+    for f in dataclasses.fields(cfg):
+        if f.init:
+            value = getattr(cfg, f.name)
+            value = getattr(value, "value", value)
+            if f.name.endswith("_token") and value is not None:
+                value = "<set>"
+            values[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return values
+
+
 def write_step_metadata(
     folder: str | os.PathLike, step: str, config: Any, inputs: dict, **facts: Any
 ) -> dict:
     """Write `folder/mlm_step.json` = {"step", "config", "versions", "inputs", **facts} and return it
     (`facts`: what the step says of its output, e.g. `tokenizer_fingerprint`)."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
+        config = config_values(config)
     meta = {"step": step, "config": dict(config), "versions": package_versions(), "inputs": inputs, **facts}
     write_json(Path(folder) / STEP_FILE, meta)
     return meta

@@ -234,19 +234,28 @@ def _damage(folder: Path) -> str:
 RESUME_FREE = frozenset(
     {
         # where the run is, and how it resumes or restarts
-        "data_dir", "tokenizer_dir", "output_dir", "resume", "force",
-        # logging, progress, evaluation and saving
-        "logging_steps", "disable_tqdm", "report_to", "eval_steps", "max_eval_samples",
-        "per_device_eval_batch_size", "save_steps", "save_total_limit", "keep_checkpoints",
+        "data_dir", "tokenizer_dir", "output_dir", "resume_from_checkpoint", "force",
+        # logging, progress and the trackers
+        "disable_tqdm", "report_to", "run_name", "project", "max_eval_samples", "skip_memory_metrics",
+        "include_num_input_tokens_seen", "debug", "local_rank", "do_train", "do_eval", "do_predict",
         # the Hub and the model card
-        "push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo", "license", "language", "datasets",
+        "push_to_hub", "license", "language", "datasets",
         # how long it trains: a finished run is extended by resuming it with more steps
         "max_steps", "num_train_epochs", "max_time_minutes",
         # how fast the same computation runs
-        "use_cpu", "torch_compile", "attn_implementation", "masked_only_head", "cpu_reuse_memory",
-        "dataloader_num_workers", "dataloader_pin_memory",
+        "use_cpu", "attn_implementation", "masked_only_head", "cpu_reuse_memory", "cpu_threads",
     }
 )  # fmt: skip
+# ... and every option whose name starts with one of these
+RESUME_FREE_PREFIXES = ("logging_", "log_", "eval_", "per_device_eval_", "save_", "hub_", "trackio_",
+                        "dataloader_", "torch_compile", "ddp_")  # fmt: skip
+
+
+def resume_free(name: str) -> bool:
+    """Option `name` may differ between a checkpoint and the run that resumes it."""
+    return name in RESUME_FREE or name.startswith(RESUME_FREE_PREFIXES)
+
+
 DATA_KEY = "data_fingerprint"  # the packed data's identity, in the step record's inputs
 
 
@@ -257,7 +266,7 @@ def changed_options(saved: dict, current: dict) -> list[str]:
     changed = [
         f"{k} {old[k]!r} -> {new[k]!r}"
         for k in sorted(new)
-        if k not in RESUME_FREE and k in old and old[k] != new[k]
+        if not resume_free(k) and k in old and old[k] != new[k]
     ]
     before = (saved.get("inputs") or {}).get(DATA_KEY)
     after = (current.get("inputs") or {}).get(DATA_KEY)

@@ -66,8 +66,8 @@ EXAMPLES: dict[str, str] = {
     "--max_seq_length 128",
     "pretrain": "mlm pretrain --data_dir runs/x/packed --output_dir runs/x/pretrain --preset mini "
     "--max_time_minutes 60 --report_to tensorboard",
-    "finetune": "mlm finetune --model runs/x/pretrain/final --train_file train.csv --validation_file dev.csv "
-    "--test_file test.csv --output_dir runs/x/cls --label_names negative positive",
+    "finetune": "mlm finetune --model_name_or_path runs/x/pretrain/final --train_file train.csv --validation_file dev.csv "
+    "--test_file test.csv --output_dir runs/x/cls --class_names negative positive",
     "evaluate": "mlm evaluate runs/x/pretrain --suite suites/glue_small.yaml",
     "push": "mlm push runs/x/pretrain/final your-name/my-bert --private",
     "fill-mask": 'mlm fill-mask runs/x/pretrain/final "the [MASK] of the function"',
@@ -142,13 +142,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Pretrain a small BERT on your corpus, then fine-tune it as a classifier.",
         epilog="example:\n  mlm run recipes/demo.yaml\n  mlm pretrain --help",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"mlm {version()}")
     _add_output_flags(parser, set())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (cfg_ref, _, positional, section, help_text) in COMMANDS.items():
+        usage = " ".join(["mlm", name, *(p.upper() for p in positional), "[options]"])
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {EXAMPLES[name]}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                           usage=usage, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           allow_abbrev=False)  # fmt: skip
         if name == command:  # only the chosen command's options are built (imports stay lazy)
             cls = _load(cfg_ref)
             add_arguments(p, cls, positional)
@@ -193,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        return _error(_unknown_options(parser, args.command, unknown))
     if not args.command:
         parser.print_help()
         return 2
@@ -239,6 +244,19 @@ def _run(fn: Callable, cfg: Any, quiet: bool, verbose: bool) -> None:
     finally:
         if quiet and hub_bars:
             huggingface_hub.utils.enable_progress_bars()
+
+
+def _unknown_options(parser: argparse.ArgumentParser, command: str | None, unknown: list[str]) -> str:
+    """One line naming the options `command` does not have, each with the closest ones it has."""
+    from mlm.config import closest
+
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    target = sub.choices[command] if sub and command in sub.choices else parser
+    valid = [o for a in target._actions for o in a.option_strings if o.startswith("--") and "-" not in o[2:]]
+    flags = [u.split("=")[0] for u in unknown if u.startswith("-")] or unknown
+    where = f"mlm {command}" if command else "mlm"
+    hints = "; ".join(f"{flag}{closest(flag, valid)}" for flag in flags)
+    return f"{where}: unknown option(s) {hints}; `{where} --help` lists every option"
 
 
 def _error(message: str) -> int:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import enum
 import json
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,87 +29,118 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _base_type(tp: Any) -> tuple[Any, bool]:
-    """(`int`, True) for `int | None`; (`list`, False) for `list[str]`."""
+def _union_args(tp: Any) -> tuple[list[Any], bool]:
+    """The non-None members of a union (or `[tp]`), and whether None is one of them."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        return [a for a in args if a is not type(None)], type(None) in args
+    return [tp], False
+
+
+def _kind(tp: Any) -> Any:
+    """The plain kind of a type: `list` for `list[str]`, `str` for an enum or a Literal, else the type."""
     origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        inner, _ = _base_type(args[0]) if len(args) == 1 else (str, False)
-        if len(args) > 1 and bool in args:  # `bool | str`: keep as string-ish, parsed below
-            inner = bool
-        return inner, True
+    if origin is typing.Literal:
+        return str
     if origin is not None:
-        return origin, False
-    return tp, False
+        return origin
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return str
+    return tp
 
 
 def _coerce(value: Any, tp: Any, name: str, where: str) -> Any:
-    base, optional = _base_type(tp)
-    if value is None:
+    """`value` (from YAML or the command line) as field type `tp`; a UserError naming `name` otherwise."""
+    members, optional = _union_args(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
         if optional:
             return None
         raise UserError(f"{where}: '{name}' must not be empty")
-    try:
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
-                return True
-            if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
-                return False
+    kinds = [_kind(m) for m in members]
+    for kind in kinds:  # a value that already has one of the union's kinds is kept as it is
+        if kind in (bool, int, float, str, list, dict) and _is_kind(value, kind):
+            return [str(v) for v in value] if kind is list else value
+    for kind in kinds:
+        try:
+            return _convert(value, kind)
+        except (TypeError, ValueError, json.JSONDecodeError):
+            continue
+    raise UserError(f"{where}: '{name}' should be {_type_name(tp)}, got {value!r}") from None
+
+
+def _is_kind(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, float)
+    if kind is list:
+        return isinstance(value, (list, tuple)) and not any(isinstance(v, (list, dict)) for v in value)
+    return isinstance(value, kind)
+
+
+def _convert(value: Any, kind: Any) -> Any:
+    """`value` converted to `kind`, or a TypeError / ValueError."""
+    if kind is bool:
+        text = str(value).lower() if isinstance(value, str) else None
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(value)
+    if isinstance(value, (bool, list, dict)) and kind in (int, float, str):
+        raise ValueError(value)  # YAML `true` is not 1, a list is not a number or a string
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
-        if base in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
-            raise ValueError(value)  # YAML `true` is not 1, a list is not a number
-        if base is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if base is float:
-            return float(value)
-        if base is str:
-            if isinstance(value, (list, dict)):
-                raise ValueError(value)
-            return str(value)
-        if base is list:
-            if isinstance(value, str):
-                return [v for v in (s.strip() for s in value.split(",")) if v]
-            if not isinstance(value, (list, tuple)) or any(isinstance(v, (list, dict)) for v in value):
-                raise ValueError(value)
-            return [str(v) for v in value]
-        if base is dict:
-            if isinstance(value, str):
-                value = json.loads(value)
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            return dict(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{where}: '{name}' should be {_type_name(tp)}, got {value!r}") from None
-    return value
+        return int(value)
+    if kind in (float, str):
+        return kind(value)
+    if kind is list and isinstance(value, str):
+        return [v for v in (s.strip() for s in value.split(",")) if v]
+    if kind is dict and isinstance(value, str):
+        value = json.loads(value)
+        if not isinstance(value, dict):
+            raise ValueError(value)
+        return value
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind) and isinstance(value, dict):
+        return kind(**value)  # e.g. TrainingArguments' parallelism_config
+    raise TypeError(value)
 
 
 def _type_name(tp: Any) -> str:
-    base, optional = _base_type(tp)
-    name = {
-        bool: "true/false",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }.get(base, str(base))
+    members, optional = _union_args(tp)
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "a mapping"}  # fmt: skip
+    kinds = [names.get(_kind(m), getattr(m, "__name__", str(m))) for m in members]
+    name = " or ".join(dict.fromkeys(kinds))
     return f"{name} or null" if optional else name
 
 
-def config_from_dict(cls: type[T], data: dict | None, where: str, validate: bool = True) -> T:
-    """Build `cls` from a recipe section; unknown keys end with a UserError listing the valid ones.
+def closest(name: str, valid: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest valid names, or '' when none is close."""
+    scored = sorted(((difflib.SequenceMatcher(None, name, v).ratio(), v) for v in valid), reverse=True)
+    best = scored[0][0] if scored else 0.0
+    near = [v for ratio, v in scored[:2] if ratio >= max(0.6, best - 0.05)]
+    return f" (did you mean {' or '.join(near)}?)" if near else ""
 
-    `validate=False` skips the config's own checks (which may look for input folders not made yet)."""
-    data = dict(data or {})
-    hints = _field_types(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+
+def check_keys(cls: type, data: dict, where: str) -> None:
+    """Every key of `data` is an option of `cls`: an unknown one is a UserError with the closest names."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}")
+        hints = "; ".join(f"'{k}'{closest(k, names)}" for k in unknown)
+        raise UserError(f"{where}: unknown key(s) {hints}; `mlm COMMAND --help` lists every option")
+
+
+def config_from_dict(cls: type[T], data: dict | None, where: str) -> T:
+    """Build `cls` from a recipe section, a suite or parsed arguments: keys and types are checked here; the
+    values are checked once, by the step that runs the config."""
+    data = dict(data or {})
+    check_keys(cls, data, where)
+    hints = _field_types(cls)
     kwargs = {k: _coerce(v, hints[k], k, where) for k, v in data.items()}
     required = [
         f.name
@@ -117,40 +151,50 @@ def config_from_dict(cls: type[T], data: dict | None, where: str, validate: bool
     ]
     if required:
         raise UserError(f"{where}: missing required key(s): {', '.join(required)}")
-    cfg = cls(**kwargs)
-    if validate and hasattr(cfg, "validate"):
-        cfg.validate()
-    return cfg
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a library's own check in __post_init__
+        raise UserError(f"{where}: {str(e).strip().splitlines()[0]}") from None
+
+
+def option_group(cls: type, name: str) -> str:
+    """The `--help` heading of option `name`: the title (`GROUP`) of the first class that defines it, or
+    that class's name when it is a library's (`TrainingArguments`)."""
+    for klass in reversed(cls.__mro__):
+        if name in klass.__dict__.get("__annotations__", {}):
+            library = klass.__module__.split(".")[0] not in ("mlm", "data_prep")
+            return klass.__dict__.get("GROUP") or (klass.__name__ if library else "")
+    return ""
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
-    """Add one option per dataclass field, in argument groups by option group (`mlm.options`), the required
-    ones first in their own group; the `--max-seq-length` spelling of `--max_seq_length` is accepted too,
-    without being listed twice."""
-    from mlm.options import group_of
-
+    """One option per dataclass field, under a heading per option group, the required ones first; the
+    `--max-seq-length` spelling of `--max_seq_length` is accepted too, without being listed twice."""
     hints = _field_types(cls)
-    groups: dict[str, Any] = {}
+    groups: dict[str, Any] = {"": parser}  # options of no group: under the parser's own heading
     if any(is_required(f) for f in dataclasses.fields(cls) if f.name not in positional):
         groups[REQUIRED] = parser.add_argument_group(REQUIRED)
-    for f in dataclasses.fields(cls):
-        title = REQUIRED if is_required(f) else group_of(cls, f.name) or "options"
-        if title not in groups:
-            groups[title] = parser.add_argument_group(title)
-        target = groups[title]
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    # our own groups first, then the library's long list (TrainingArguments)
+    for f in sorted(fields, key=lambda f: option_group(cls, f.name) == "TrainingArguments"):
         help_text = f.metadata.get("help", "")
         if f.name in positional:
             parser.add_argument(f.name, help=help_text)
             continue
-        if f.default is not dataclasses.MISSING and f.default not in (None, ""):
-            help_text += f" (default: {f.default})"
-        kwargs = _argument_kwargs(f, hints[f.name], help_text)
-        target.add_argument(f"--{f.name}", **kwargs)
+        title = REQUIRED if is_required(f) else option_group(cls, f.name)
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        if f.default is not dataclasses.MISSING and f.default not in (None, "") and not is_required(f):
+            help_text += f" (default: {getattr(f.default, 'value', f.default)})"
+        kwargs = _argument_kwargs(f, hints[f.name], help_text.replace("%", "%%"))
+        groups[title].add_argument(f"--{f.name}", **kwargs)
         if "_" in f.name:
-            target.add_argument(f"--{f.name.replace('_', '-')}", **{**kwargs, "help": argparse.SUPPRESS})
+            groups[title].add_argument(
+                f"--{f.name.replace('_', '-')}", **{**kwargs, "help": argparse.SUPPRESS}
+            )
 
 
-REQUIRED = "required (here, or in the recipe section given with --config)"
+REQUIRED = "required"
 
 
 def is_required(f: dataclasses.Field) -> bool:
@@ -160,15 +204,15 @@ def is_required(f: dataclasses.Field) -> bool:
 
 
 def _argument_kwargs(f: dataclasses.Field, tp: Any, help_text: str) -> dict[str, Any]:
-    base, _ = _base_type(tp)
+    kinds = [_kind(m) for m in _union_args(tp)[0]]
     kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-    if "const" in f.metadata:  # `--resume` alone means `--resume latest`
+    if "const" in f.metadata:  # `--resume_from_checkpoint` alone means `latest`
         kwargs.update(nargs="?", const=f.metadata["const"])
-    elif base is bool:
+    elif bool in kinds:
         kwargs.update(nargs="?", const="true", metavar="BOOL")
-    elif base is list:
+    elif list in kinds and str not in kinds:
         kwargs.update(nargs="+", metavar="X")
-    elif base is dict:
+    elif kinds == [dict]:
         kwargs.update(metavar="JSON")
     return kwargs
 

@@ -18,9 +18,9 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import datasets
 import numpy as np
@@ -50,14 +50,12 @@ from mlm.metrics import MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
 from mlm.model_card import write_model_card
 from mlm.model_folder import check_model_folder
 from mlm.options import (
-    CardOptions,
-    HubOptions,
-    TrainerOptions,
-    as_group,
+    CardArguments,
+    MlmTrainingArguments,
+    check_training,
     cpu_thread_tuner,
-    training_arguments,
-    validate_groups,
-    with_defaults,
+    on_gpu,
+    trainer_arguments,
 )
 from mlm.progress import install as install_progress
 from mlm.run_record import (
@@ -78,16 +76,35 @@ STEP = "finetune"
 
 
 @dataclass
-@with_defaults(learning_rate=1e-4)
-class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
-    """Settings of `mlm finetune` (a recipe's `finetune:` section)."""
+class FinetuningArguments(MlmTrainingArguments):
+    """`TrainingArguments` with fine-tuning's defaults."""
 
-    model: str = field(
-        default="",
-        metadata={"help": "pretrained checkpoint folder (or Hub name) to start from", "required": True},
-    )
+    FIXED: ClassVar[dict[str, str]] = {
+        "save_strategy": "the kept weights are saved once, at the end (save_model)",
+    }
+
     output_dir: str = field(
         default="", metadata={"help": "folder to write the classifier and its metrics", "required": True}
+    )
+    learning_rate: float = 1e-4
+    eval_strategy: str = field(
+        default="epoch", metadata={"help": "when to score the validation data: epoch, steps or no"}
+    )
+    save_strategy: str = "no"
+    fp16: bool | None = field(
+        default=None, metadata={"help": "fp16 mixed precision (default: on GPUs without bf16)"}
+    )
+
+
+@dataclass
+class FinetuneConfig(CardArguments, FinetuningArguments):
+    """Settings of `mlm finetune` (a recipe's `finetune:` section)."""
+
+    GROUP: ClassVar[str] = "fine-tuning"
+
+    model_name_or_path: str = field(
+        default="",
+        metadata={"help": "pretrained checkpoint folder (or Hub id) to start from", "required": True},
     )
     train_file: str = field(
         default="",
@@ -103,7 +120,9 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
     test_file: str | None = field(
         default=None, metadata={"help": "test data (same forms as train_file), evaluated once at the end"}
     )
-    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the model's)"})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "tokenizer folder or Hub id (default: the model's)"}
+    )
     text_column: str = field(default="text", metadata={"help": "column holding the text"})
     text_pair_column: str | None = field(
         default=None,
@@ -117,7 +136,7 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
             "of labels per text: a JSON list, or labels separated by commas) or regression (a number per text)"
         },
     )
-    label_names: list[str] | None = field(
+    class_names: list[str] | None = field(
         default=None,
         metadata={
             "help": "names of the label ids, in label order (labels sorted, numerically if integers), e.g. "
@@ -149,9 +168,11 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
             "help": "same architecture as `model` but randomly initialised: the no-pretraining baseline"
         },
     )
-    max_seq_length: int = field(
-        default=128, metadata={"help": "tokens per input; longer texts are handled as `long_text` says"}
-    )
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={"help": "tokens per input (default: the tokenizer's model_max_length); longer texts are "
+                          "handled as `long_text` says"},
+    )  # fmt: skip
     long_text: str = field(
         default="truncate",
         metadata={
@@ -172,13 +193,6 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
             "spearmanr)"
         },
     )
-    metric_for_best_model: str | None = field(
-        default=None,
-        metadata={
-            "help": "keep the weights of the epoch/evaluation with the best validation value of this "
-            "metric (or 'loss'); default: keep the last"
-        },
-    )
     min_train_steps: int = field(
         default=0,
         metadata={
@@ -193,13 +207,7 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
         default=1.0,
         metadata={"help": "use this fraction of the training examples (stratified by label, seeded)"},
     )
-    eval_steps: int | None = field(
-        default=None, metadata={"help": "evaluate on validation every N steps (default: once per epoch)"}
-    )
     save_model: bool = field(default=True, metadata={"help": "write the fine-tuned model and tokenizer"})
-    fp16: bool | None = field(
-        default=None, metadata={"help": "fp16 mixed precision (default: auto, bf16 preferred)"}
-    )
 
     @property
     def reported_metrics(self) -> list[str]:
@@ -207,72 +215,75 @@ class FinetuneConfig(TrainerOptions, HubOptions, CardOptions):
         return list(self.metrics) if self.metrics is not None else metrics.DEFAULT_METRICS[self.problem_type]
 
     def validate(self) -> None:
-        """Raise UserError on a missing or out-of-range setting."""
-        for name in ("model", "output_dir", "train_file"):
-            if not str(getattr(self, name) or "").strip():
-                raise UserError(f"finetune: '{name}' is required")
-        try:
-            validate_groups(self)
-            ReadOptions(
-                encoding=self.encoding, encoding_errors=self.encoding_errors, on_bad_lines=self.on_bad_lines
-            )
-        except UserError as e:
-            raise UserError(f"finetune: {e}") from None
-        for name in ("max_seq_length", "max_train_samples", "eval_steps"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UserError(f"finetune: '{name}' must be positive, got {value}")
-        self._validate_long_text()
-        if self.min_train_steps < 0:
-            raise UserError(f"finetune: 'min_train_steps' must be >= 0, got {self.min_train_steps}")
-        if not self.num_train_epochs > 0 and self.max_steps <= 0:
-            raise UserError(f"finetune: 'num_train_epochs' must be positive, got {self.num_train_epochs}")
-        if not 0 < self.label_fraction <= 1:
-            raise UserError(f"finetune: 'label_fraction' must be in (0, 1], got {self.label_fraction}")
-        if self.problem_type not in PROBLEM_TYPES:
-            raise UserError(
-                f"finetune: unknown problem_type '{self.problem_type}'; valid: {', '.join(PROBLEM_TYPES)}"
-            )
-        if not self.reported_metrics:
-            raise UserError("finetune: 'metrics' must name at least one metric")
-        metrics.check_metric_names(self.reported_metrics, "finetune: metrics", self.problem_type)
-        self._validate_hub()
-        if self.metric_for_best_model is not None:
-            valid = [*self.reported_metrics, "loss"]
-            if self.metric_for_best_model not in valid:
-                raise UserError(
-                    f"finetune: metric_for_best_model '{self.metric_for_best_model}' must be one of the "
-                    f"reported metrics: {', '.join(valid)}"
-                )
-            if not self.validation_file:
-                raise UserError("finetune: metric_for_best_model needs a validation_file")
-        if self.fp16 and self.bf16:
-            raise UserError("finetune: set at most one of fp16 and bf16")
-
-    def _validate_long_text(self) -> None:
-        if self.long_text not in LONG_TEXT:
-            raise UserError(f"finetune: unknown long_text '{self.long_text}'; valid: {', '.join(LONG_TEXT)}")
-        if self.long_text != "truncate" and self.text_pair_column:
-            raise UserError(f"finetune: long_text {self.long_text} works on single texts, not text pairs "
-                            f"(text_pair_column {self.text_pair_column}): use long_text: truncate")  # fmt: skip
-        if self.doc_stride is not None and not 0 <= self.doc_stride < self.max_seq_length // 2:
-            raise UserError(f"finetune: doc_stride must be in [0, max_seq_length / 2), got {self.doc_stride}")
+        """Every value, checked once (a UserError naming the first wrong one); changes nothing."""
+        _validate(self)
 
     @property
     def stride(self) -> int:
         """Tokens shared by neighbouring chunks."""
         return self.doc_stride if self.doc_stride is not None else self.max_seq_length // 4
 
-    def _validate_hub(self) -> None:
-        if not self.push_to_hub:
-            return
-        if self.hub_strategy != "end":
+
+def _validate(cfg: FinetuneConfig) -> None:
+    for name in ("model_name_or_path", "output_dir", "train_file"):
+        if not str(getattr(cfg, name) or "").strip():
+            raise UserError(f"finetune: '{name}' is required")
+    try:
+        check_training(cfg)
+        ReadOptions(encoding=cfg.encoding, encoding_errors=cfg.encoding_errors, on_bad_lines=cfg.on_bad_lines)
+    except UserError as e:
+        raise UserError(f"finetune: {e}") from None
+    for name in ("max_seq_length", "max_train_samples", "eval_steps"):
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise UserError(f"finetune: '{name}' must be positive, got {value}")
+    _validate_long_text(cfg)
+    if cfg.min_train_steps < 0:
+        raise UserError(f"finetune: 'min_train_steps' must be >= 0, got {cfg.min_train_steps}")
+    if not cfg.num_train_epochs > 0 and cfg.max_steps <= 0:
+        raise UserError(f"finetune: 'num_train_epochs' must be positive, got {cfg.num_train_epochs}")
+    if not 0 < cfg.label_fraction <= 1:
+        raise UserError(f"finetune: 'label_fraction' must be in (0, 1], got {cfg.label_fraction}")
+    if cfg.problem_type not in PROBLEM_TYPES:
+        raise UserError(
+            f"finetune: unknown problem_type '{cfg.problem_type}'; valid: {', '.join(PROBLEM_TYPES)}"
+        )
+    if not cfg.reported_metrics:
+        raise UserError("finetune: 'metrics' must name at least one metric")
+    metrics.check_metric_names(cfg.reported_metrics, "finetune: metrics", cfg.problem_type)
+    _validate_hub(cfg)
+    if cfg.metric_for_best_model is not None:
+        valid = [*cfg.reported_metrics, "loss"]
+        if cfg.metric_for_best_model not in valid:
             raise UserError(
-                f"finetune: hub_strategy '{self.hub_strategy}' pushes checkpoints, and fine-tuning saves none: "
-                "it pushes the final model (hub_strategy: end)"
+                f"finetune: metric_for_best_model '{cfg.metric_for_best_model}' must be one of the "
+                f"reported metrics: {', '.join(valid)}"
             )
-        if not self.save_model:
-            raise UserError("finetune: push_to_hub needs save_model (there is no model to push)")
+        if not cfg.validation_file:
+            raise UserError("finetune: metric_for_best_model needs a validation_file")
+
+
+def _validate_long_text(cfg: FinetuneConfig) -> None:
+    if cfg.long_text not in LONG_TEXT:
+        raise UserError(f"finetune: unknown long_text '{cfg.long_text}'; valid: {', '.join(LONG_TEXT)}")
+    if cfg.long_text != "truncate" and cfg.text_pair_column:
+        raise UserError(f"finetune: long_text {cfg.long_text} works on single texts, not text pairs "
+                        f"(text_pair_column {cfg.text_pair_column}): use long_text: truncate")  # fmt: skip
+    length = cfg.max_seq_length
+    if cfg.doc_stride is not None and length and not 0 <= cfg.doc_stride < length // 2:
+        raise UserError(f"finetune: doc_stride must be in [0, max_seq_length / 2), got {cfg.doc_stride}")
+
+
+def _validate_hub(cfg: FinetuneConfig) -> None:
+    if not cfg.push_to_hub:
+        return
+    if cfg.hub_strategy != "end":
+        raise UserError(
+            f"finetune: hub_strategy '{cfg.hub_strategy}' pushes checkpoints, and fine-tuning saves none: "
+            "it pushes the final model (hub_strategy: end)"
+        )
+    if not cfg.save_model:
+        raise UserError("finetune: push_to_hub needs save_model (there is no model to push)")
 
 
 # --- data ---------------------------------------------------------------------------------------------
@@ -368,30 +379,47 @@ def load_classifier_config(
     return config
 
 
+DEFAULT_SEQ_LEN = 128  # when neither the tokenizer nor the model says how long an input may be
+
+
+def sequence_length(cfg: FinetuneConfig, config: transformers.PretrainedConfig, tokenizer: Any) -> int:
+    """`max_seq_length`, or the tokenizer's `model_max_length` (what pretraining packed), checked to fit the
+    model's positions."""
+    positions = getattr(config, "max_position_embeddings", None)
+    length = cfg.max_seq_length
+    if length is None:
+        saved = tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else None
+        length = min(n for n in (saved, positions, None if saved else DEFAULT_SEQ_LEN) if n)
+    if positions is not None and length > positions:
+        raise UserError(f"max_seq_length {length} is larger than model {cfg.model_name_or_path}'s "
+                        f"max_position_embeddings {positions}")  # fmt: skip
+    if cfg.doc_stride is not None and not 0 <= cfg.doc_stride < length // 2:
+        raise UserError(f"finetune: doc_stride must be in [0, max_seq_length / 2), got {cfg.doc_stride}")
+    return length
+
+
 def _check_compatible(cfg: FinetuneConfig, config: transformers.PretrainedConfig, tokenizer: Any) -> None:
-    max_positions = getattr(config, "max_position_embeddings", None)
-    if max_positions is not None and cfg.max_seq_length > max_positions:
-        raise UserError(
-            f"max_seq_length {cfg.max_seq_length} is larger than model {cfg.model}'s max_position_embeddings "
-            f"{max_positions}"
-        )
     vocab = getattr(config, "vocab_size", None)
     if vocab is not None and len(tokenizer) > vocab:
         raise UserError(
-            f"tokenizer {cfg.tokenizer or cfg.model} has {len(tokenizer)} tokens but model {cfg.model} has a "
-            f"vocabulary of {vocab}: they do not belong together"
+            f"tokenizer {cfg.tokenizer_name or cfg.model_name_or_path} has {len(tokenizer)} tokens but model "
+            f"{cfg.model_name_or_path} has a vocabulary of {vocab}: they do not belong together"
         )
 
 
 def check_same_tokenizer(cfg: FinetuneConfig) -> None:
     """A `tokenizer` given besides a local model that has its own must be that tokenizer (same vocabulary,
     normaliser and pre-tokenizer), else the ids mean other words; from scratch, any tokenizer may be used."""
-    if cfg.from_scratch or not Path(cfg.model).is_dir() or not Path(str(cfg.tokenizer)).is_dir():
+    if (
+        cfg.from_scratch
+        or not Path(cfg.model_name_or_path).is_dir()
+        or not Path(str(cfg.tokenizer_name)).is_dir()
+    ):
         return
-    own, given = tokenizer_fingerprint(cfg.model), tokenizer_fingerprint(str(cfg.tokenizer))
+    own, given = tokenizer_fingerprint(cfg.model_name_or_path), tokenizer_fingerprint(str(cfg.tokenizer_name))
     if own is not None and given is not None and own != given:
         raise UserError(
-            f"tokenizer {cfg.tokenizer} is not the tokenizer of model {cfg.model} (their vocabularies or "
+            f"tokenizer {cfg.tokenizer_name} is not the tokenizer of model {cfg.model_name_or_path} (their vocabularies or "
             "normalisers differ); leave 'tokenizer' unset to use the model's own"
         )
 
@@ -402,9 +430,9 @@ def build_classifier(cfg: FinetuneConfig, config: transformers.PretrainedConfig)
     if cfg.from_scratch:
         return AutoModelForSequenceClassification.from_config(config)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(cfg.model, config=config)
+        return AutoModelForSequenceClassification.from_pretrained(cfg.model_name_or_path, config=config)
     except (OSError, ValueError) as e:
-        raise _not_found(cfg.model, "model", e) from None
+        raise _not_found(cfg.model_name_or_path, "model", e) from None
 
 
 # --- training -----------------------------------------------------------------------------------------
@@ -432,9 +460,7 @@ class _KeepBest(TrainerCallback):
 
 def _precision(cfg: FinetuneConfig) -> tuple[bool, bool]:
     """(fp16, bf16): explicit settings win; auto = bf16 on a GPU that has it, else fp16 on a GPU."""
-    gpu = torch.cuda.is_available() and not cfg.use_cpu
-    if cfg.fp16 and not gpu:
-        raise UserError("finetune: fp16 needs a CUDA GPU; leave fp16 unset on the CPU")
+    gpu = on_gpu(cfg)
     if cfg.fp16 is not None or cfg.bf16 is not None:
         return bool(cfg.fp16), bool(cfg.bf16)
     if not gpu:
@@ -446,6 +472,8 @@ def _precision(cfg: FinetuneConfig) -> tuple[bool, bool]:
 def _training_args(
     cfg: FinetuneConfig, scratch: Path, n_train: int, has_validation: bool
 ) -> TrainingArguments:
+    """The Trainer's arguments: the config's, plus what fine-tuning works out (precision, more steps for a
+    small training set, evaluation only when there is validation data, a log line every 5% of the run)."""
     fp16, bf16 = _precision(cfg)
     steps_per_epoch = math.ceil(n_train / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps))
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.num_train_epochs))
@@ -457,23 +485,16 @@ def _training_args(
     elif cfg.eval_steps:
         eval_strategy = "steps"
     else:
-        eval_strategy = "epoch"
-    kwargs = training_arguments(
-        as_group(cfg, TrainerOptions),
+        eval_strategy = cfg.eval_strategy
+    return trainer_arguments(
+        cfg,
         output_dir=str(scratch),
         eval_strategy=eval_strategy,
-        eval_steps=cfg.eval_steps,
-        save_strategy="no",
-        logging_strategy="steps",
         logging_steps=cfg.logging_steps or max(1, total_steps // 20),
         max_steps=max_steps,
         fp16=fp16,
         bf16=bf16,
     )
-    try:
-        return TrainingArguments(**kwargs)
-    except ValueError as e:  # e.g. bf16 on hardware without it
-        raise UserError(f"finetune: invalid training settings: {str(e).strip().splitlines()[0]}") from None
 
 
 def _metric_fn(names: list[str], problem_type: str):
@@ -540,7 +561,7 @@ def _prediction_rows(logits: np.ndarray, labels: np.ndarray, names: list[str], p
         }
 
 
-INPUTS = ("model", "tokenizer", "train_file", "validation_file", "test_file")
+INPUTS = ("model_name_or_path", "tokenizer_name", "train_file", "validation_file", "test_file")
 
 
 def _write_step(folder: Path, cfg: FinetuneConfig) -> None:
@@ -594,35 +615,37 @@ def _load_task(cfg: FinetuneConfig) -> _Task:
 
 
 def _label_names(cfg: FinetuneConfig, label_map: list[str]) -> list[str]:
-    """`label_names` checked against the labels of the training data (default: the labels themselves; for
+    """`class_names` checked against the labels of the training data (default: the labels themselves; for
     regression, the label column's name)."""
     default = [cfg.label_column] if cfg.problem_type == REGRESSION else label_map
-    names = cfg.label_names
+    names = cfg.class_names
     if names is None:
         return default
     if len(names) != len(default):
         what = "1 score (regression)" if cfg.problem_type == REGRESSION else (
             f"{len(label_map)} labels ({', '.join(label_map)})")  # fmt: skip
         raise UserError(
-            f"finetune: label_names has {len(names)} name(s) but {cfg.train_file} has {what}: "
+            f"finetune: class_names has {len(names)} name(s) but {cfg.train_file} has {what}: "
             "give one name per label, in this order"
         )
     if len(set(names)) != len(names):
-        raise UserError(f"finetune: label_names repeats a name: {', '.join(names)}")
+        raise UserError(f"finetune: class_names repeats a name: {', '.join(names)}")
     return list(names)
 
 
-def _load_model(cfg: FinetuneConfig, label_names: list[str]) -> tuple[PreTrainedModel, Any]:
-    """The classifier (pretrained or from scratch) and its tokenizer, checked to belong together."""
-    check_model_folder(cfg.model)
-    if cfg.tokenizer:
+def _load_model(cfg: FinetuneConfig, label_names: list[str]) -> tuple[PreTrainedModel, Any, int]:
+    """The classifier (pretrained or from scratch), its tokenizer, checked to belong together, and the
+    sequence length to use."""
+    check_model_folder(cfg.model_name_or_path)
+    if cfg.tokenizer_name:
         check_same_tokenizer(cfg)
-    config = load_classifier_config(cfg.model, label_names, cfg.problem_type)
+    config = load_classifier_config(cfg.model_name_or_path, label_names, cfg.problem_type)
     # BERT-style models have segment embeddings: make the tokenizer (and the saved copy) emit their ids, so
     # pairs are encoded the same way in training and at inference
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, getattr(config, "type_vocab_size", 1) > 1)
+    segments = getattr(config, "type_vocab_size", 1) > 1
+    tokenizer = load_tokenizer(cfg.tokenizer_name or cfg.model_name_or_path, segments)
     _check_compatible(cfg, config, tokenizer)
-    return build_classifier(cfg, config), tokenizer
+    return build_classifier(cfg, config), tokenizer, sequence_length(cfg, config, tokenizer)
 
 
 def _train(
@@ -634,7 +657,7 @@ def _train(
     keep_best = _KeepBest(cfg.metric_for_best_model) if cfg.metric_for_best_model else None
     destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None)
-    tuner = cpu_thread_tuner(as_group(cfg, TrainerOptions), args.world_size)
+    tuner = cpu_thread_tuner(cfg, args.world_size)
     trainer = Trainer(
         model=model,
         args=args,
@@ -657,8 +680,8 @@ def _training_results(
 ) -> dict[str, Any]:
     """What metrics.json says of the run and its training."""
     results: dict[str, Any] = {
-        "model": cfg.model,
-        "tokenizer": cfg.tokenizer or cfg.model,
+        "model": cfg.model_name_or_path,
+        "tokenizer": cfg.tokenizer_name or cfg.model_name_or_path,
         "from_scratch": cfg.from_scratch,
         "problem_type": cfg.problem_type,
         "num_labels": len(task.label_names),
@@ -743,7 +766,11 @@ def _base_model(cfg: FinetuneConfig, base: RunRecord) -> str:
     """The base model as the card names it: its Hub id, else its folder's name (never a local path)."""
     if base.repo_id:
         return base.repo_id
-    return Path(cfg.model).resolve().name if Path(cfg.model).exists() else cfg.model
+    return (
+        Path(cfg.model_name_or_path).resolve().name
+        if Path(cfg.model_name_or_path).exists()
+        else cfg.model_name_or_path
+    )
 
 
 def finetune_record(
@@ -751,7 +778,7 @@ def finetune_record(
 ) -> RunRecord:
     """The fine-tuned model's run record: the base model's corpus, tokenizer and objective (unless trained
     from scratch), this run's model and training, and its metrics under the real split names."""
-    base = RunRecord.load(cfg.model) if Path(cfg.model).is_dir() else RunRecord()
+    base = RunRecord.load(cfg.model_name_or_path) if Path(cfg.model_name_or_path).is_dir() else RunRecord()
     specs = [s for s in (cfg.train_file, cfg.validation_file, cfg.test_file) if s]
     return RunRecord(
         kind="finetune",
@@ -797,7 +824,7 @@ def _training_facts(cfg: FinetuneConfig, args: TrainingArguments, train: dict[st
         batch_size=args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-        warmup=cfg.warmup_ratio,
+        warmup=cfg.warmup_steps,
         hardware=describe_hardware(args.device.type == "cuda"),
         wall_time_s=train["runtime"],
     )
@@ -836,7 +863,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
         check_can_push(cfg.hub_model_id)  # before any work: no token, or offline
     started = time.time()
     task = _load_task(cfg)
-    model, tokenizer = _load_model(cfg, task.label_names)
+    model, tokenizer, seq_len = _load_model(cfg, task.label_names)
+    cfg = replace(cfg, max_seq_length=seq_len)  # the config as run (the caller's is left as written)
     train_tok = tokenize_split(task.train, cfg, tokenizer, task.label_map)
     evals_tok = {
         split: tokenize_split(ds, cfg, tokenizer, task.label_map) for split, ds in task.evals.items()

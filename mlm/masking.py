@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,34 +63,40 @@ class MaskingConfig:
 
     def validate(self) -> None:
         """Raise UserError on values that make no sense."""
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise UserError(
-                f"mlm_probability must be between 0 and 1 (exclusive), got {self.mlm_probability}"
-            )
-        for name in ("mask_replace_prob", "random_replace_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise UserError(f"{name} must be between 0 and 1, got {value}")
-        if self.mask_replace_prob + self.random_replace_prob > 1.0 + 1e-9:
-            raise UserError(
-                f"mask_replace_prob + random_replace_prob must be <= 1, got "
-                f"{self.mask_replace_prob} + {self.random_replace_prob}"
-            )
-        final = self.mlm_probability_final
-        if final is not None and not 0.0 < final < 1.0:
-            raise UserError(f"mlm_probability_final must be between 0 and 1 (exclusive), got {final}")
-        if final is not None and self.fixed_count_masking:
-            raise UserError(
-                "fixed_count_masking keeps one mask count (static shapes); unset mlm_probability_final"
-            )
-        if not 1.0 <= self.mask_span_mean <= MAX_SPAN:
-            raise UserError(f"mask_span_mean must be between 1 and {MAX_SPAN}, got {self.mask_span_mean}")
-        if self.mask_span_mean > 1 and self.fixed_count_masking:
-            raise UserError("fixed_count_masking works with single-token masking only; set mask_span_mean: 1")
-        if self.whole_word_mask and self.fixed_count_masking:
-            raise UserError(
-                "fixed_count_masking works with token masking only; turn off whole_word_mask or it"
-            )
+        check_masking(self)
+
+    @classmethod
+    def of(cls, cfg: Any) -> MaskingConfig:
+        """The masking options of a config that has them (a `PretrainConfig`)."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
+
+
+def check_masking(cfg: MaskingConfig) -> None:
+    """Raise UserError on values that make no sense."""
+    if not 0.0 < cfg.mlm_probability < 1.0:
+        raise UserError(f"mlm_probability must be between 0 and 1 (exclusive), got {cfg.mlm_probability}")
+    for name in ("mask_replace_prob", "random_replace_prob"):
+        value = getattr(cfg, name)
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{name} must be between 0 and 1, got {value}")
+    if cfg.mask_replace_prob + cfg.random_replace_prob > 1.0 + 1e-9:
+        raise UserError(
+            f"mask_replace_prob + random_replace_prob must be <= 1, got "
+            f"{cfg.mask_replace_prob} + {cfg.random_replace_prob}"
+        )
+    final = cfg.mlm_probability_final
+    if final is not None and not 0.0 < final < 1.0:
+        raise UserError(f"mlm_probability_final must be between 0 and 1 (exclusive), got {final}")
+    if final is not None and cfg.fixed_count_masking:
+        raise UserError(
+            "fixed_count_masking keeps one mask count (static shapes); unset mlm_probability_final"
+        )
+    if not 1.0 <= cfg.mask_span_mean <= MAX_SPAN:
+        raise UserError(f"mask_span_mean must be between 1 and {MAX_SPAN}, got {cfg.mask_span_mean}")
+    if cfg.mask_span_mean > 1 and cfg.fixed_count_masking:
+        raise UserError("fixed_count_masking works with single-token masking only; set mask_span_mean: 1")
+    if cfg.whole_word_mask and cfg.fixed_count_masking:
+        raise UserError("fixed_count_masking works with token masking only; turn off whole_word_mask or it")
 
 
 MAX_SPAN = 10
@@ -145,7 +152,6 @@ class MaskingCollator:
         special_token_ids: list[int],
         seed: int | None = None,
     ) -> None:
-        cfg.validate()
         self.cfg = cfg
         self.rate = cfg.mlm_probability  # the mask rate now (a schedule may move it during training)
         self.vocab_size = vocab_size

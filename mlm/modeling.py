@@ -64,8 +64,8 @@ ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3
 
 
 @dataclass
-class ModelOptions:
-    """The encoder to build: a size preset, overrides, attention kernel and prediction head."""
+class ModelArguments:
+    """The encoder to build: a size preset and overrides, or a checkpoint; attention kernel and head."""
 
     GROUP: ClassVar[str] = "model"
 
@@ -76,8 +76,16 @@ class ModelOptions:
         },
     )
     preset: str = field(default="tiny", metadata={"help": "model size: " + ", ".join(PRESETS)})
-    model_overrides: dict = field(
-        default_factory=dict, metadata={"help": 'BertConfig overrides, e.g. {"num_hidden_layers": 3}'}
+    config_overrides: dict = field(
+        default_factory=dict,
+        metadata={"help": 'overrides of the preset\'s config, e.g. {"num_hidden_layers": 3}'},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "continue pretraining this masked-LM checkpoint (folder or Hub id) instead of random "
+            "weights; pack the corpus with its tokenizer (`pack: tokenizer_dir` = the same)"
+        },
     )
     masked_only_head: bool = field(
         default=True, metadata={"help": "score only the masked positions (fast); false = stock full head"}
@@ -89,10 +97,12 @@ class ModelOptions:
         default=64, metadata={"help": "round the model's vocabulary up to a multiple of this (1 = off)"}
     )
 
-    def validate(self) -> None:
-        check_model_options(self.preset, self.model_overrides, self.attn_implementation, self.architecture)
-        if self.pad_vocab_to_multiple_of < 1:
-            raise UserError(f"pad_vocab_to_multiple_of must be >= 1, got {self.pad_vocab_to_multiple_of}")
+
+def check_model_arguments(cfg: ModelArguments) -> None:
+    """The model options' values (a UserError naming the first wrong one)."""
+    check_model_options(cfg.preset, cfg.config_overrides, cfg.attn_implementation, cfg.architecture)
+    if cfg.pad_vocab_to_multiple_of < 1:
+        raise UserError(f"pad_vocab_to_multiple_of must be >= 1, got {cfg.pad_vocab_to_multiple_of}")
 
 
 def check_model_options(
@@ -152,7 +162,7 @@ def _check_override(key: str, value: Any, default: Any) -> None:
         ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
         want = "a number" if kind in (int, float) else f"a {kind.__name__}"
     if not ok:
-        raise UserError(f"model_overrides: {key} should be {want}, got {value!r}")
+        raise UserError(f"config_overrides: {key} should be {want}, got {value!r}")
 
 
 def geglu_width(intermediate_size: int) -> int:
@@ -553,11 +563,11 @@ def load_masked_lm(name: str, masked_only_head: bool = True) -> PreTrainedModel:
             model, info = load(name, config=config, output_loading_info=True)
     except (OSError, ValueError, KeyError) as e:
         raise UserError(
-            f"init_from: cannot load a masked-LM model from {name}: {str(e).splitlines()[0]}"
+            f"model_name_or_path: cannot load a masked-LM model from {name}: {str(e).splitlines()[0]}"
         ) from None
     if info["missing_keys"]:
         missing = ", ".join(sorted(info["missing_keys"])[:3])
-        raise UserError(f"init_from: {name} has no masked-LM head (missing weights: {missing}, ...)")
+        raise UserError(f"model_name_or_path: {name} has no masked-LM head (missing weights: {missing}, ...)")
     return model
 
 

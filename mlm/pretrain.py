@@ -7,15 +7,16 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from data_prep.errors import UserError
 from data_prep.io import match_file_modes, read_json, write_json
 from data_prep.outputs import as_os_error, check_output, output_folder
+from data_prep.steps import config_values
 from data_prep.tokenizer import loaded_tokenizer_fingerprint, portable_tokenizer_config
 from mlm.checkpoints import (
     DATA_KEY,
@@ -30,20 +31,16 @@ from mlm.checkpoints import (
 )
 from mlm.data import BlockDataset, FixedEvalSet, load_packed, packed_stats
 from mlm.distributed import destroy_process_group_at_exit
-from mlm.masking import MaskingConfig
-from mlm.modeling import ModelOptions
+from mlm.masking import MaskingConfig, check_masking
+from mlm.modeling import ModelArguments, check_model_arguments
 from mlm.objectives import Objective, get_objective
 from mlm.options import (
-    CardOptions,
-    ChosenLater,
-    HubOptions,
-    TrainerOptions,
-    as_group,
+    CardArguments,
+    MlmTrainingArguments,
+    check_training,
     cpu_thread_tuner,
     hardware,
-    training_arguments,
-    validate_groups,
-    with_defaults,
+    trainer_arguments,
 )
 from mlm.progress import install as install_progress
 from mlm.run_record import (
@@ -77,39 +74,64 @@ INIT_FROM_LEARNING_RATE = 1e-4
 
 
 @dataclass
-@with_defaults(
-    learning_rate=ChosenLater(
-        "1e-3 from scratch with BERT blocks, 3e-3 with ModernBERT's, 1e-4 with init_from"
-    ),
-    num_train_epochs=1.0,
-    max_steps=1000,
-    per_device_train_batch_size=64,
-    per_device_eval_batch_size=128,
-    adam_beta2=0.98,
-    adam_epsilon=1e-6,
-    warmup_ratio=0.06,
-    logging_steps=25,
-)
-class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, CardOptions):
+class PretrainingArguments(MlmTrainingArguments):
+    """`TrainingArguments` with pretraining's defaults."""
+
+    FIXED: ClassVar[dict[str, str]] = {
+        "remove_unused_columns": "pretraining feeds the packed columns to the collator itself",
+        "prediction_loss_only": "the objective's metrics need the predictions",
+        "ignore_data_skip": "set from `streaming` (a stream resumes at its own position)",
+        "label_names": "the objective names its labels",
+    }
+
+    output_dir: str = field(
+        default="", metadata={"help": "where checkpoints, final/ and metrics.json go", "required": True}
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "peak learning rate (default: 1e-3 from scratch with BERT blocks, 3e-3 with "
+                          "ModernBERT's, 1e-4 from model_name_or_path)"},
+    )  # fmt: skip
+    num_train_epochs: float = 1.0
+    max_steps: int = 1000
+    per_device_train_batch_size: int = 64
+    per_device_eval_batch_size: int = 128
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-6
+    warmup_steps: float = 0.06
+    logging_steps: float | None = 25
+    logging_first_step: bool = True
+    eval_strategy: str = "steps"
+    eval_steps: float | None = 250
+    save_steps: float = 500
+    save_total_limit: int | None = field(
+        default=2,
+        metadata={"help": "complete checkpoints kept (null: every one, e.g. for `mlm evaluate` curves)"},
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "resume: 'latest' (newest complete checkpoint in output_dir; the flag alone), a checkpoint "
+            "path, or a Hub repo id pushed with hub_strategy: checkpoint",
+            "const": "latest",
+        },
+    )
+    remove_unused_columns: bool = False
+
+
+@dataclass
+class PretrainConfig(ModelArguments, MaskingConfig, CardArguments, PretrainingArguments):
     """Everything `mlm pretrain` needs; the YAML section `pretrain:` uses the same keys."""
+
+    GROUP: ClassVar[str] = "pretraining"
 
     data_dir: str = field(
         default="", metadata={"help": "packed dataset folder written by `mlm pack`", "required": True}
-    )
-    output_dir: str = field(
-        default="", metadata={"help": "where checkpoints, final/ and metrics.json go", "required": True}
     )
     tokenizer_dir: str | None = field(
         default=None, metadata={"help": "tokenizer folder (default: the one the packed data was made with)"}
     )
     objective: str = field(default="mlm", metadata={"help": "pretraining objective: mlm or electra"})
-    init_from: str | None = field(
-        default=None,
-        metadata={
-            "help": "continue pretraining this masked-LM checkpoint (folder or Hub id) instead of random "
-            "weights; pack the corpus with its tokenizer (`pack: tokenizer_dir` = the same)"
-        },
-    )
     objective_options: dict = field(
         default_factory=dict, metadata={"help": 'the objective\'s own options, e.g. {"generator_size": 0.25}'}
     )
@@ -120,24 +142,7 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
             "from the measured step time; overrides max_steps and num_train_epochs"
         },
     )
-    eval_steps: int = field(default=250, metadata={"help": "evaluate every N steps (0 = only at the end)"})
     max_eval_samples: int = field(default=2000, metadata={"help": "validation blocks used for evaluation"})
-    save_steps: int = field(
-        default=500, metadata={"help": "save a checkpoint every N steps (0 = only final)"}
-    )
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
-    keep_checkpoints: bool = field(
-        default=False,
-        metadata={"help": "keep every checkpoint (ignore save_total_limit), e.g. for `mlm evaluate` curves"},
-    )
-    resume: str | None = field(
-        default=None,
-        metadata={
-            "help": "resume: 'latest' (newest complete checkpoint in output_dir; `--resume` alone), a checkpoint "
-            "path, or a Hub repo id pushed with hub_strategy: checkpoint",
-            "const": "latest",
-        },
-    )
     streaming: bool = field(
         default=False,
         metadata={
@@ -154,40 +159,47 @@ class PretrainConfig(ModelOptions, MaskingConfig, TrainerOptions, HubOptions, Ca
         metadata={"help": "CPU: malloc keeps freed memory for reuse (no page faults every step)"},
     )
 
-    def peak_learning_rate(self) -> float:
-        """`learning_rate`, or when none is given the default for these blocks and this start."""
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return INIT_FROM_LEARNING_RATE if self.init_from else LEARNING_RATES.get(self.architecture, 1e-3)
-
     def validate(self) -> None:
-        if not self.data_dir:
-            raise UserError("pretrain: 'data_dir' (a folder written by `mlm pack`) is required")
-        if not self.output_dir:
-            raise UserError("pretrain: 'output_dir' is required")
-        self.learning_rate = self.peak_learning_rate()
+        """Every value, checked once (a UserError naming the first wrong one); changes nothing."""
         try:
-            validate_groups(self)
+            _validate(self)
         except UserError as e:
-            raise UserError(f"pretrain: {e}") from None
-        get_objective(self.objective).parse_options(self.objective_options)
-        if self.init_from and self.objective != "mlm":
-            raise UserError(f"pretrain: init_from works with objective: mlm, not {self.objective}")
-        if self.max_time_minutes is not None and not self.max_time_minutes > 0:
-            raise UserError(f"pretrain: max_time_minutes must be positive, got {self.max_time_minutes}")
-        if self.max_steps <= 0 and self.num_train_epochs <= 0 and self.max_time_minutes is None:
-            raise UserError("pretrain: set max_steps > 0 or num_train_epochs > 0")
-        if self.streaming and self.max_steps <= 0 and self.max_time_minutes is None:
-            raise UserError("pretrain: streaming needs max_steps > 0 (a stream has no epochs)")
-        for name in ("eval_steps", "save_steps", "save_total_limit"):
-            if getattr(self, name) < 0:
-                raise UserError(f"pretrain: {name} must be >= 0, got {getattr(self, name)}")
-        if self.fixed_count_masking and self.architecture != "bert":
-            raise UserError("pretrain: fixed_count_masking works with architecture: bert only")
-        if self.max_eval_samples < 1:
-            raise UserError(f"pretrain: max_eval_samples must be >= 1, got {self.max_eval_samples}")
-        if self.force and str(self.resume or "auto").lower() not in ("auto", "false", "no", "none"):
-            raise UserError(f"pretrain: force starts over; it cannot be combined with resume ({self.resume})")
+            raise UserError(f"pretrain: {str(e).removeprefix('pretrain: ')}") from None
+
+
+def learning_rate_for(cfg: PretrainConfig) -> float:
+    """`learning_rate`, or when none is given the default for these blocks and this start."""
+    if cfg.learning_rate is not None:
+        return cfg.learning_rate
+    return INIT_FROM_LEARNING_RATE if cfg.model_name_or_path else LEARNING_RATES.get(cfg.architecture, 1e-3)
+
+
+def _validate(cfg: PretrainConfig) -> None:
+    for name in ("data_dir", "output_dir"):
+        if not getattr(cfg, name):
+            raise UserError(f"'{name}' is required")
+    check_training(cfg)
+    check_model_arguments(cfg)
+    check_masking(cfg)
+    get_objective(cfg.objective).parse_options(cfg.objective_options)
+    if cfg.model_name_or_path and cfg.objective != "mlm":
+        raise UserError(f"model_name_or_path works with objective: mlm, not {cfg.objective}")
+    if cfg.max_time_minutes is not None and not cfg.max_time_minutes > 0:
+        raise UserError(f"max_time_minutes must be positive, got {cfg.max_time_minutes}")
+    if cfg.max_steps <= 0 and cfg.num_train_epochs <= 0 and cfg.max_time_minutes is None:
+        raise UserError("set max_steps > 0 or num_train_epochs > 0")
+    if cfg.streaming and cfg.max_steps <= 0 and cfg.max_time_minutes is None:
+        raise UserError("streaming needs max_steps > 0 (a stream has no epochs)")
+    for name in ("eval_steps", "save_steps", "save_total_limit"):
+        if (getattr(cfg, name) or 0) < 0:
+            raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.fixed_count_masking and cfg.architecture != "bert":
+        raise UserError("fixed_count_masking works with architecture: bert only")
+    if cfg.max_eval_samples < 1:
+        raise UserError(f"max_eval_samples must be >= 1, got {cfg.max_eval_samples}")
+    if cfg.force and str(cfg.resume_from_checkpoint or "auto").lower() not in ("auto", "false", "no", "none"):
+        raise UserError(f"force starts over; it cannot be combined with resume_from_checkpoint "
+                        f"({cfg.resume_from_checkpoint})")  # fmt: skip
 
 
 @dataclass
@@ -222,14 +234,26 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     check_output(Path(cfg.output_dir) / FINAL_DIR, PRETRAIN_STEP, inputs)
     check_resume(cfg, data)
     with output_folder(
-        cfg.output_dir, PRETRAIN_STEP, inputs, in_place=True, own=_only_checkpoints, config=asdict(cfg)
+        cfg.output_dir, PRETRAIN_STEP, inputs, in_place=True, own=_only_checkpoints, config=config_values(cfg)
     ):
-        objective = get_objective(cfg.objective)(cfg, data.tokenizer)
-        model = build_model(cfg, objective, data)
-        run = build_trainer(cfg, objective, model, data)
+        run = build_run(cfg, data)
         started = time.perf_counter()
         train_out = train(run)
         return save_outputs(run, train_out, time.perf_counter() - started)
+
+
+def build_pretraining(cfg: PretrainConfig) -> PretrainRun:
+    """Build, don't train: the checked config's data, model and trainer, ready for `train(run)` or for
+    timing `run.trainer` (benchmarks, tests). It claims no output folder."""
+    cfg.validate()
+    return build_run(cfg, load_data(cfg))
+
+
+def build_run(cfg: PretrainConfig, data: PretrainData) -> PretrainRun:
+    """The objective, its model and the trainer for a checked config and its loaded data."""
+    objective = get_objective(cfg.objective)(cfg, data.tokenizer)
+    model = build_model(cfg, objective, data)
+    return build_trainer(cfg, objective, model, data)
 
 
 def _inputs(cfg: PretrainConfig, data: PretrainData) -> dict[str, str]:
@@ -239,7 +263,7 @@ def _inputs(cfg: PretrainConfig, data: PretrainData) -> dict[str, str]:
 def check_resume(cfg: PretrainConfig, data: PretrainData) -> None:
     """The checkpoint this run would resume from was trained with the same settings: checked before the run
     claims its folder, so a refusal changes nothing (a Hub checkpoint is checked once downloaded)."""
-    checkpoint = None if cfg.force else find_resume(cfg.resume, cfg.output_dir)
+    checkpoint = None if cfg.force else find_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     if checkpoint is not None:
         check_resume_config(checkpoint, step_record(cfg, data.tokenizer_dir), cfg.output_dir)
 
@@ -314,24 +338,24 @@ def check_tokenizer_matches_data(
 
 
 def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -> torch.nn.Module:
-    """The objective's freshly initialised model at the configured size (seeded), or the `init_from`
-    checkpoint, checked against the packed data's tokenizer."""
+    """The objective's freshly initialised model at the configured size (seeded), or the
+    `model_name_or_path` checkpoint, checked against the packed data's tokenizer."""
     import transformers
 
     from mlm.modeling import build_config, check_tokenizer_matches
 
     transformers.set_seed(cfg.seed)
     tok = data.tokenizer
-    if cfg.init_from:
-        _check_same_tokenizer(cfg.init_from, data)
-        model = objective.from_pretrained(cfg.init_from)
+    if cfg.model_name_or_path:
+        _check_same_tokenizer(cfg.model_name_or_path, data)
+        model = objective.from_pretrained(cfg.model_name_or_path)
     else:
         model_config = build_config(
             cfg.preset,
             vocab_size=len(tok),
             max_seq_length=data.seq_len,
             pad_token_id=tok.pad_token_id,
-            overrides=cfg.model_overrides,
+            overrides=cfg.config_overrides,
             attn_implementation=cfg.attn_implementation,
             pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
             architecture=cfg.architecture,
@@ -339,7 +363,7 @@ def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -
             sep_token_id=tok.sep_token_id,
         )
         model = objective.build_model(model_config)
-    where = cfg.init_from or f"model preset {cfg.preset}"
+    where = cfg.model_name_or_path or f"model preset {cfg.preset}"
     check_tokenizer_matches(model.config, tok, where=f"{data.tokenizer_dir} vs {where}")
     if data.seq_len > model.config.max_position_embeddings:
         raise UserError(f"max_seq_length {data.seq_len} of {cfg.data_dir} is larger than the model allows "
@@ -347,20 +371,22 @@ def build_model(cfg: PretrainConfig, objective: Objective, data: PretrainData) -
     return model
 
 
-def _check_same_tokenizer(init_from: str, data: PretrainData) -> None:
+def _check_same_tokenizer(checkpoint: str, data: PretrainData) -> None:
     """The packed data must be tokenized with the starting checkpoint's own tokenizer."""
     from transformers import AutoTokenizer
 
     try:
-        own = AutoTokenizer.from_pretrained(init_from)
+        own = AutoTokenizer.from_pretrained(checkpoint)
     except (OSError, ValueError) as e:
-        raise UserError(f"init_from: no tokenizer in {init_from}: {str(e).splitlines()[0]}") from None
+        raise UserError(
+            f"model_name_or_path: no tokenizer in {checkpoint}: {str(e).splitlines()[0]}"
+        ) from None
     theirs = loaded_tokenizer_fingerprint(own)
     same = theirs == loaded_tokenizer_fingerprint(data.tokenizer) if theirs else None
     if not (same if same is not None else own.get_vocab() == data.tokenizer.get_vocab()):
         raise UserError(
-            f"init_from: the packed data was made with the tokenizer {data.tokenizer_dir}, not with the tokenizer "
-            f"of {init_from}; pack the corpus with `--tokenizer_dir {init_from}`"
+            f"model_name_or_path: the packed data was made with the tokenizer {data.tokenizer_dir}, not with the "
+            f"tokenizer of {checkpoint}; pack the corpus with `--tokenizer_dir {checkpoint}`"
         )
 
 
@@ -375,16 +401,13 @@ def eval_set(cfg: PretrainConfig, objective: Objective, data: PretrainData) -> F
 
 def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: PretrainData) -> PretrainRun:
     """The trainer with its datasets, callbacks and resume point (a streaming run starts at its position)."""
-    from transformers import TrainingArguments
-
     evaluation = eval_set(cfg, objective, data)
-    args = TrainingArguments(**_trainer_arguments(cfg, evaluate=evaluation is not None))
+    args = _trainer_arguments(cfg, evaluate=evaluation is not None)
     global_batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * args.world_size
-    args.save_total_limit = None  # rotation counts complete checkpoints only: ExactResumeCallback does it
     with args.main_process_first(local=False, desc="resolve resume"):
         if cfg.force and args.process_index == 0:
             start_over(cfg.output_dir)
-        resume = None if cfg.force else cfg.resume
+        resume = None if cfg.force else cfg.resume_from_checkpoint
         resume_from = resolve_resume(resume, cfg.output_dir, is_main=args.process_index == 0)
         if args.process_index == 0:
             shutil.rmtree(Path(cfg.output_dir) / ".final-model", ignore_errors=True)  # a kill while saving
@@ -412,7 +435,7 @@ def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: Pretra
         preprocess_logits_for_metrics=objective.preprocess_logits_for_metrics,
     )
     run = PretrainRun(cfg, data, objective, trainer, resume_from, global_batch)
-    _add_callbacks(run, keep=None if cfg.keep_checkpoints else cfg.save_total_limit, data_start=data_start)
+    _add_callbacks(run, keep=cfg.save_total_limit, data_start=data_start)
     if cfg.mlm_probability_final is not None:
         if not hasattr(train_collator, "rate") or args.dataloader_num_workers > 0:
             raise UserError("pretrain: mlm_probability_final needs a masking objective and batches made in "
@@ -421,27 +444,20 @@ def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: Pretra
     return run
 
 
-def _trainer_arguments(cfg: PretrainConfig, evaluate: bool) -> dict[str, Any]:
-    """TrainingArguments for pretraining: the trainer options as a group, plus what only this step knows."""
-    eval_every = cfg.eval_steps if evaluate and cfg.eval_steps > 0 else 0
-    if cfg.max_time_minutes:
-        max_steps = TimeBudget.MAX_STEPS  # a bound never reached: TimeBudget sets the real count
-    else:
-        max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
-    return training_arguments(
-        cfg,  # its own peak_learning_rate: the default for its blocks when none is given
-        output_dir=cfg.output_dir,
-        max_steps=max_steps,
-        logging_first_step=True,
-        eval_strategy="steps" if eval_every else "no",
-        eval_steps=eval_every or None,
-        save_strategy="steps" if cfg.save_steps > 0 else "no",
-        save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
-        save_total_limit=None if cfg.keep_checkpoints else cfg.save_total_limit,
-        remove_unused_columns=False,
-        prediction_loss_only=False,
+def _trainer_arguments(cfg: PretrainConfig, evaluate: bool) -> Any:
+    """The Trainer's arguments: the config's, plus what pretraining works out (the learning rate for the
+    blocks, the step count of a time budget, no evaluation without validation blocks). Checkpoints are
+    rotated by `ExactResumeCallback`, which counts complete ones only."""
+    return trainer_arguments(
+        cfg,
+        learning_rate=learning_rate_for(cfg),
+        max_steps=TimeBudget.MAX_STEPS if cfg.max_time_minutes else cfg.max_steps,
+        eval_strategy=cfg.eval_strategy if evaluate and cfg.eval_steps != 0 else "no",
+        save_strategy=cfg.save_strategy if cfg.save_steps != 0 else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=None,
         include_for_metrics=[],
-        ddp_find_unused_parameters=False,
+        ddp_find_unused_parameters=bool(cfg.ddp_find_unused_parameters),
         # a stream starts at its saved position: the Trainer must not also skip (replay) the batches seen
         ignore_data_skip=cfg.streaming,
     )
@@ -457,12 +473,12 @@ def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
         )
     )
     trainer.add_callback(ReleaseFreedMemory())
-    tuner = cpu_thread_tuner(as_group(cfg, TrainerOptions), trainer.args.world_size)
+    tuner = cpu_thread_tuner(cfg, trainer.args.world_size)
     if tuner:
         trainer.add_callback(tuner)
     budget_s = cfg.max_time_minutes * 60 if cfg.max_time_minutes else None
     if budget_s:
-        trainer.add_callback(TimeBudget(budget_s, cfg.lr_scheduler_type, cfg.warmup_ratio))
+        trainer.add_callback(TimeBudget(budget_s, cfg.lr_scheduler_type, cfg.warmup_steps))
     install_progress(trainer, budget_s, tokens_per_step=run.global_batch * run.data.seq_len)
     if cfg.push_to_hub:
         from mlm.hub import HubPushCallback
@@ -564,8 +580,8 @@ def run_record(run: PretrainRun, steps: int, eval_metrics: dict, wall_s: float) 
         ),
         model=ModelFacts(
             architecture=mc.model_type,
-            init_from=_public_name(cfg.init_from),
-            preset=None if cfg.init_from else cfg.preset,
+            init_from=_public_name(cfg.model_name_or_path),
+            preset=None if cfg.model_name_or_path else cfg.preset,
             num_hidden_layers=mc.num_hidden_layers,
             hidden_size=mc.hidden_size,
             num_attention_heads=mc.num_attention_heads,
@@ -577,9 +593,9 @@ def run_record(run: PretrainRun, steps: int, eval_metrics: dict, wall_s: float) 
             steps=steps,
             tokens_seen=steps * run.global_batch * seq_len,
             batch_size=run.global_batch,
-            learning_rate=cfg.peak_learning_rate(),
-            lr_scheduler_type=cfg.lr_scheduler_type,
-            warmup=cfg.warmup_ratio,
+            learning_rate=learning_rate_for(cfg),
+            lr_scheduler_type=str(cfg.lr_scheduler_type),
+            warmup=cfg.warmup_steps,
             hardware=hardware(cfg),
             wall_time_s=round(wall_s, 1),
         ),
@@ -634,7 +650,7 @@ def step_record(cfg: PretrainConfig, tokenizer_dir: str) -> dict[str, Any]:
 
     data = folder_fingerprint(cfg.data_dir)
     inputs = {"data_dir": data["path"], "tokenizer_dir": tokenizer_dir, DATA_KEY: data.get("mlm_step_sha256")}
-    return {"config": asdict(cfg), "inputs": inputs}
+    return {"config": config_values(cfg), "inputs": inputs}
 
 
 def _write_step_metadata(folder: Path, cfg: PretrainConfig, tokenizer_dir: str) -> None:

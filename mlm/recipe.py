@@ -106,19 +106,19 @@ def plan_recipe(run: RunConfig) -> Plan:
     default("tokenizer", "output_dir", str(out / "tokenizer"))
     default("pack", "data_dir", sections.get("prepare", {}).get("output_dir"))
     if "tokenizer" not in sections:  # continued pretraining: pack with the starting checkpoint's tokenizer
-        default("pack", "tokenizer_dir", sections.get("pretrain", {}).get("init_from"))
+        default("pack", "tokenizer_dir", sections.get("pretrain", {}).get("model_name_or_path"))
     default("pack", "tokenizer_dir", sections.get("tokenizer", {}).get("output_dir"))
     default("pack", "output_dir", str(out / "packed"))
     default("pretrain", "data_dir", sections.get("pack", {}).get("output_dir"))
     default("pretrain", "output_dir", str(out / "pretrain"))
-    default("pretrain", "resume", "auto")
+    default("pretrain", "resume_from_checkpoint", "auto")
     if "pretrain" in sections:
-        default("finetune", "model", str(Path(sections["pretrain"]["output_dir"]) / "final"))
+        default("finetune", "model_name_or_path", str(Path(sections["pretrain"]["output_dir"]) / "final"))
     default("finetune", "output_dir", str(out / "finetune" / "pretrained"))
     if "pretrain" in sections or "finetune" in sections:
         sections.setdefault("report", {})
     configs = {
-        s: config_from_dict(classes[s], sections[s], f"{run.recipe}: section '{s}'", validate=False)
+        s: config_from_dict(classes[s], sections[s], f"{run.recipe}: section '{s}'")
         for s in sections
     }
     return Plan(name=name, output_dir=out, configs=configs, path=Path(run.recipe))
@@ -174,11 +174,11 @@ def _model_positions(plan: Plan) -> int | None:
     from mlm.modeling import build_config
 
     pre, pack = plan.configs.get("pretrain"), plan.configs.get("pack")
-    if pre is None or pre.init_from:
+    if pre is None or pre.model_name_or_path:
         return None
     seq = pack.max_seq_length if pack and _made_here(plan, "pretrain", "pack", pre.data_dir) else 8
     # a stand-in vocabulary of 64 (with special ids inside it): only the position count is read
-    config = build_config(pre.preset, 64, seq, overrides=pre.model_overrides,
+    config = build_config(pre.preset, 64, seq, overrides=pre.config_overrides,
                           attn_implementation=pre.attn_implementation, architecture=pre.architecture,
                           cls_token_id=1, sep_token_id=2)  # fmt: skip
     return config.max_position_embeddings
@@ -190,7 +190,8 @@ def _check_finetune_length(plan: Plan, positions: int | None) -> None:
     if (
         ft
         and positions
-        and _made_here(plan, "finetune", "pretrain", ft.model)
+        and ft.max_seq_length
+        and _made_here(plan, "finetune", "pretrain", ft.model_name_or_path)
         and ft.max_seq_length > positions
     ):
         raise UserError(
@@ -202,6 +203,7 @@ def _check_finetune_length(plan: Plan, positions: int | None) -> None:
 def check_resume_up_front(plan: Plan, run: RunConfig, wanted: list[str]) -> None:
     """An interrupted pretraining run that `mlm run` would resume was trained with the same settings (the
     check pretraining makes when it resumes, made before the steps ahead of it run)."""
+    from data_prep.steps import config_values
     from mlm.checkpoints import check_resume_config, find_resume
 
     cfg = plan.configs.get("pretrain")
@@ -212,9 +214,9 @@ def check_resume_up_front(plan: Plan, run: RunConfig, wanted: list[str]) -> None
         return
 
     def check() -> None:
-        checkpoint = find_resume(cfg.resume, folder)
+        checkpoint = find_resume(cfg.resume_from_checkpoint, folder)
         if checkpoint is not None:
-            check_resume_config(checkpoint, {"config": dataclasses.asdict(cfg)}, folder)
+            check_resume_config(checkpoint, {"config": config_values(cfg)}, folder)
 
     _in_section(plan, "pretrain", check)
 
@@ -227,8 +229,8 @@ INPUT_FIELDS = {
     "prepare": ("corpus",),
     "tokenizer": ("corpus", "data_dir"),
     "pack": ("data_dir", "tokenizer_dir"),
-    "pretrain": ("data_dir", "tokenizer_dir", "init_from"),
-    "finetune": ("model", "tokenizer", "train_file", "validation_file", "test_file"),
+    "pretrain": ("data_dir", "tokenizer_dir", "model_name_or_path"),
+    "finetune": ("model_name_or_path", "tokenizer_name", "train_file", "validation_file", "test_file"),
 }
 
 
@@ -285,7 +287,7 @@ def _identity(name: str, spec: str) -> Any:
     folder, at, split = spec.rpartition("@")
     if at and Path(os.path.expanduser(folder)).is_dir():  # a saved dataset's split: FOLDER@SPLIT
         return {"folder": cache.folder_digest(Path(os.path.expanduser(folder))), "split": split}
-    if spec.startswith(("hf:", "builtin:")) or (name in ("model", "tokenizer") and looks_like_repo_id(spec)):
+    if spec.startswith(("hf:", "builtin:")) or (name in ("model_name_or_path", "tokenizer_name") and looks_like_repo_id(spec)):
         return spec
     what = "data file" if name.endswith("_file") else f"{name} folder"
     raise UserError(f"{name}: {what} not found: {spec}")
@@ -403,7 +405,6 @@ def _run_steps(
             log(f"[{step}] config or inputs changed: moving the finished run to {old}")
             folder.rename(old)
         log(f"[{step}] running -> {folder}")
-        cfg.validate()
         t = time.perf_counter()
         results[step] = _RUNNERS[step](cfg, plan, results)
         timings[step] = round(time.perf_counter() - t, 1)

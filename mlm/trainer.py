@@ -36,8 +36,8 @@ class TimeBudget(TrainerCallback):
 
     CALIBRATE, REFIT, SKIP = 20, 25, 3
 
-    def __init__(self, budget_s: float, scheduler_type: str, warmup_ratio: float) -> None:
-        self.budget_s, self.scheduler_type, self.warmup_ratio = budget_s, scheduler_type, warmup_ratio
+    def __init__(self, budget_s: float, scheduler_type: str, warmup_steps: float) -> None:
+        self.budget_s, self.scheduler_type, self.warmup_steps = budget_s, str(scheduler_type), warmup_steps
         self.calibrate, self.refit, self.skip = self.CALIBRATE, self.REFIT, self.SKIP
         self.started = self.t_skip = 0.0
         self.step_skip = 0
@@ -51,7 +51,8 @@ class TimeBudget(TrainerCallback):
         if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
             return
         dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        warmup = math.ceil(self.warmup_ratio * total)
+        # TrainingArguments' rule: below 1, a share of the steps
+        warmup = math.ceil(self.warmup_steps * total) if self.warmup_steps < 1 else int(self.warmup_steps)
         fresh = get_scheduler(self.scheduler_type, dummy, num_warmup_steps=warmup, num_training_steps=total)
         if isinstance(fresh, torch.optim.lr_scheduler.LambdaLR):
             sched.lr_lambdas = [fresh.lr_lambdas[0] for _ in sched.optimizer.param_groups]

@@ -33,9 +33,11 @@ def test_from_dict_coerces_types():
     assert cfg == Demo(steps=7, rate=0.25, flag=True, items=["a", "b"], extra={"k": 1})
 
 
-def test_unknown_key_lists_valid_keys():
-    with pytest.raises(UserError, match=r"unknown key\(s\) stepz; valid keys: name, steps, rate"):
+def test_unknown_key_names_the_closest_valid_keys():
+    with pytest.raises(UserError, match=r"section 'x': unknown key\(s\) 'stepz' \(did you mean steps\?\)"):
         config_from_dict(Demo, {"stepz": 1}, "recipe.yaml: section 'x'")
+    with pytest.raises(UserError, match=r"'zzz'; `mlm COMMAND --help`"):  # nothing close: no guess
+        config_from_dict(Demo, {"zzz": 1}, "t")
 
 
 def test_bad_type_names_key():
@@ -43,9 +45,12 @@ def test_bad_type_names_key():
         config_from_dict(Demo, {"steps": "many"}, "t")
 
 
-def test_validate_is_called():
+def test_filling_checks_keys_and_types_only():
+    """Values are checked once, by the step that runs the config, not while it is filled."""
+    cfg = config_from_dict(Demo, {"rate": 2}, "t")
+    assert cfg.rate == 2
     with pytest.raises(UserError, match="rate must be in"):
-        config_from_dict(Demo, {"rate": 2}, "t")
+        cfg.validate()
 
 
 def test_cli_options_match_field_names_and_override_base():

@@ -25,7 +25,7 @@ def _args(packed_dir: Path, out: Path, per_device: int, **extra) -> dict:
         data_dir=str(packed_dir),
         output_dir=str(out),
         preset="tiny",
-        model_overrides=TINY,
+        config_overrides=TINY,
         max_steps=STEPS,
         per_device_train_batch_size=per_device,
         learning_rate=1e-3,

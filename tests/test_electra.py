@@ -109,7 +109,7 @@ def test_resume_matches_an_uninterrupted_run(electra_run, packed_dir, tmp_path):
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     shutil.copytree(out / "checkpoint-3", resumed / "checkpoint-3")
-    pretrain(tiny_pretrain_config(packed_dir, resumed, objective="electra", resume="latest"))
+    pretrain(tiny_pretrain_config(packed_dir, resumed, objective="electra", resume_from_checkpoint="latest"))
     a = load_file(str(out / "final" / "model.safetensors"))
     b = load_file(str(resumed / "final" / "model.safetensors"))
     assert a.keys() == b.keys()

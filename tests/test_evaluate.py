@@ -23,7 +23,7 @@ WORDS = "the a film movie story plot actor scene was is it this very long short 
 
 def _pretrain_cfg(packed_dir: Path, out: Path, **kw) -> PretrainConfig:
     """Keeps every checkpoint (for the pretraining curve), no evaluation during training."""
-    base = dict(eval_steps=0, save_total_limit=1, keep_checkpoints=True, max_eval_samples=16)
+    base = dict(eval_steps=0, save_total_limit=1, save_total_limit=None, max_eval_samples=16)
     return tiny_pretrain_config(packed_dir, out, **{**base, **kw})
 
 
@@ -283,7 +283,7 @@ def test_time_budget_fits_schedule(packed_dir, tmp_path, monkeypatch):
     metrics = pretrain(
         _pretrain_cfg(
             packed_dir, out, max_time_minutes=budget_s / 60, max_steps=3, save_steps=0, logging_steps=1,
-            keep_checkpoints=False, learning_rate=1e-3,
+            save_total_limit=2, learning_rate=1e-3,
         )
     )  # fmt: skip
     assert 6 < metrics["steps"] <= 16  # max_steps (3) is overridden by the budget of 16 clock readings

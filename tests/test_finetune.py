@@ -142,7 +142,7 @@ def task(tmp_path_factory) -> dict[str, Path]:
 
 def config(checkpoint: Path, out: Path, task: dict[str, Path], **kw) -> FinetuneConfig:
     base = dict(
-        model=str(checkpoint),
+        model_name_or_path=str(checkpoint),
         output_dir=str(out),
         train_file=str(task["train"]),
         validation_file=str(task["validation"]) if task.get("validation") else None,
@@ -430,7 +430,7 @@ def test_user_errors_leave_no_output(checkpoint: Path, task: dict[str, Path], tm
         vocab_size=50, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
     ).save_pretrained(small)
     with pytest.raises(UserError, match="has 1[0-9][0-9] tokens but model .* vocabulary of 50"):
-        finetune(config(small, out, task, tokenizer=str(checkpoint)))
+        finetune(config(small, out, task, tokenizer_name=str(checkpoint)))
     assert not out.exists() and not leftovers(out)
 
 
@@ -448,7 +448,7 @@ def test_failure_during_run_leaves_no_output(
 
 
 def test_validate() -> None:
-    good = dict(model="m", output_dir="o", train_file="t")
+    good = dict(model_name_or_path="m", output_dir="o", train_file="t")
     FinetuneConfig(**good).validate()
     bad = [
         ({"label_fraction": 0.0}, "label_fraction"),
@@ -457,7 +457,7 @@ def test_validate() -> None:
         ({"metric_for_best_model": "mcc", "validation_file": "v"}, "accuracy, f1_macro, loss"),
         ({"fp16": True, "bf16": True}, "fp16"),
         ({"max_seq_length": 0}, "max_seq_length"),
-        ({"model": ""}, "'model' is required"),
+        ({"model_name_or_path": ""}, "'model_name_or_path' is required"),
     ]
     for change, message in bad:
         with pytest.raises(UserError, match=message):

@@ -339,9 +339,9 @@ TRAIN_SCRIPT = textwrap.dedent(
         if run.get("resume_repo"):
             path = resume_from_hub(run["resume_repo"], run["download_to"])
             results[run["name"] + "_downloaded"] = {"path": path, "shas": shas(path)}
-            run["resume"] = path
+            run["resume_from_checkpoint"] = path
         results[run["name"]] = train(run["out"], run["max_steps"], run.get("strategy"), run.get("repo"),
-                                     run.get("resume"))
+                                     run.get("resume_from_checkpoint"))
         results[run["name"]]["local"] = {p.name: shas(p) for p in Path(run["out"]).glob("checkpoint-*")}
     print("RESULT " + json.dumps(results))
     '''

@@ -38,9 +38,9 @@ def test_pretrained_to_hub_to_classifier_to_hub_to_pipeline(hub: HubServer, chec
     assert pushed.returncode == 0, pushed.stderr[-2000:]
     rows = [{"text": r["text"], "label": 1 if r["label"] == "pos" else 0} for r in sentiment_rows(64, seed=2)]
     train, test = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "test.csv", rows[:16])
-    fine = run(["finetune", "--model", "tester/tiny-base", "--train_file", train, "--test_file", test,
+    fine = run(["finetune", "--model_name_or_path", "tester/tiny-base", "--train_file", train, "--test_file", test,
                 "--output_dir", tmp_path / "cls", "--num_train_epochs", "1", "--use_cpu", "--max_seq_length", "32",
-                "--label_names", "negative", "positive", "--push_to_hub", "--hub_model_id", "tester/tiny-cls",
+                "--class_names", "negative", "positive", "--push_to_hub", "--hub_model_id", "tester/tiny-cls",
                 "--license", "mit"], env)  # fmt: skip
     assert fine.returncode == 0, fine.stderr[-3000:]
     use = subprocess.run([sys.executable, "-c", USE, "tester/tiny-cls"], env=env, cwd=tmp_path,

@@ -28,7 +28,7 @@ prepare: {{corpus: [{tiny_corpus_dir / "corpus.jsonl"}], validation_size: 30}}
 tokenizer: {{vocab_size: 512}}
 pack: {{max_seq_length: 32}}
 pretrain:
-  model_overrides: {{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}}
+  config_overrides: {{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}}
   max_steps: 4
   per_device_train_batch_size: 8
   eval_steps: 2

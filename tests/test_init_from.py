@@ -1,4 +1,4 @@
-"""init_from: continued (domain-adaptive) pretraining from a masked-LM checkpoint and its tokenizer."""
+"""model_name_or_path: continued (domain-adaptive) pretraining from a masked-LM checkpoint and its tokenizer."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def source(packed_dir, tmp_path_factory):
 def test_starts_from_the_checkpoint(source, packed_dir, tmp_path):
     out = tmp_path / "continued"
     # a learning rate too small to move the weights: what comes out is what went in
-    metrics = pretrain(tiny_pretrain_config(packed_dir, out, init_from=str(source), preset="mini",
-                                            model_overrides={}, learning_rate=1e-12, max_steps=2))  # fmt: skip
+    metrics = pretrain(tiny_pretrain_config(packed_dir, out, model_name_or_path=str(source), preset="mini",
+                                            config_overrides={}, learning_rate=1e-12, max_steps=2))  # fmt: skip
     assert metrics["steps"] == 2
     a, b = load_file(str(source / "model.safetensors")), load_file(str(out / "final" / "model.safetensors"))
     assert a.keys() == b.keys()  # the checkpoint's size, not the `mini` preset's
@@ -41,7 +41,7 @@ def test_refuses_a_checkpoint_without_masked_lm_head(source, packed_dir, tmp_pat
     BertForSequenceClassification(config).save_pretrained(classifier)
     AutoTokenizer.from_pretrained(source).save_pretrained(classifier)
     with pytest.raises(UserError, match="has no masked-LM head"):
-        pretrain(tiny_pretrain_config(packed_dir, tmp_path / "r", init_from=str(classifier)))
+        pretrain(tiny_pretrain_config(packed_dir, tmp_path / "r", model_name_or_path=str(classifier)))
 
 
 def test_refuses_another_tokenizer(source, packed_dir, tmp_path):
@@ -53,21 +53,21 @@ def test_refuses_another_tokenizer(source, packed_dir, tmp_path):
     vocab = (other / "tokenizer.json").read_text().replace('"the":', '"thee":', 1)
     (other / "tokenizer.json").write_text(vocab)
     with pytest.raises(UserError, match="pack the corpus with `--tokenizer_dir"):
-        pretrain(tiny_pretrain_config(packed_dir, tmp_path / "r", init_from=str(other)))
+        pretrain(tiny_pretrain_config(packed_dir, tmp_path / "r", model_name_or_path=str(other)))
 
 
 def test_only_with_masked_lm(packed_dir, tmp_path, source):
-    with pytest.raises(UserError, match="init_from works with objective: mlm"):
-        tiny_pretrain_config(packed_dir, tmp_path, init_from=str(source), objective="electra").validate()
+    with pytest.raises(UserError, match="model_name_or_path works with objective: mlm"):
+        tiny_pretrain_config(packed_dir, tmp_path, model_name_or_path=str(source), objective="electra").validate()
 
 
 def test_card_and_record_name_the_start(source, packed_dir, tmp_path):
     from mlm.run_record import RunRecord
 
     out = tmp_path / "continued"
-    pretrain(tiny_pretrain_config(packed_dir, out, init_from=str(source), max_steps=1, save_steps=0))
+    pretrain(tiny_pretrain_config(packed_dir, out, model_name_or_path=str(source), max_steps=1, save_steps=0))
     record = RunRecord.load(out / "final")
-    assert record.model.init_from == "final" and record.model.preset is None
+    assert record.model.model_name_or_path == "final" and record.model.preset is None
     assert "pretrained further from `final`" in (out / "final" / "README.md").read_text()
     assert str(source) not in (out / "final" / "run_info.json").read_text()  # no local path
 
@@ -79,6 +79,6 @@ def test_recipe_packs_with_the_checkpoint_tokenizer(tmp_path):
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"prepare": {"corpus": ["x.txt"]}, "pack": {},
-                                      "pretrain": {"init_from": "someone/bert-base"}}))  # fmt: skip
+                                      "pretrain": {"model_name_or_path": "someone/bert-base"}}))  # fmt: skip
     plan = plan_recipe(RunConfig(recipe=str(recipe)))
     assert plan.configs["pack"].tokenizer_dir == "someone/bert-base"

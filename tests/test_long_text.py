@@ -52,7 +52,7 @@ def test_chunks_cover_the_text_and_know_their_document():
     tok = build_tokenizer()
     texts = [" ".join(["cat"] * n) for n in (3, 40, 10, 70)]
     ds = datasets.Dataset.from_dict({"text": texts, "label": ["pos"] * 4})
-    cfg = FinetuneConfig(model="m", output_dir="o", train_file="t", max_seq_length=16, long_text="chunks")
+    cfg = FinetuneConfig(model_name_or_path="m", output_dir="o", train_file="t", max_seq_length=16, long_text="chunks")
     enc = tokenize_split(ds, cfg, tok, ["neg", "pos"]).to_dict()
     doc = enc[long_text.DOC]
     assert doc == sorted(doc) and set(doc) == {0, 1, 2, 3}
@@ -72,7 +72,7 @@ def test_document_logits_average_windows():
 
 
 def test_validation():
-    base = dict(model="m", output_dir="o", train_file="t")
+    base = dict(model_name_or_path="m", output_dir="o", train_file="t")
     with pytest.raises(UserError, match="unknown long_text 'middle'"):
         FinetuneConfig(**base, long_text="middle").validate()
     with pytest.raises(UserError, match="text pairs"):

@@ -93,7 +93,7 @@ def test_classifier_pools_the_mean_unless_told():
 def test_pretrain_and_classify(packed_dir, tmp_path):
     out = tmp_path / "run"
     metrics = pretrain(
-        tiny_pretrain_config(packed_dir, out, architecture="modernbert", model_overrides=SMALL)
+        tiny_pretrain_config(packed_dir, out, architecture="modernbert", config_overrides=SMALL)
     )
     assert metrics["steps"] == 6 and 0 <= metrics["masked_accuracy"] <= 1
     final = out / "final"
@@ -114,10 +114,10 @@ def test_bad_combinations(packed_dir, tmp_path):
         tiny_pretrain_config(packed_dir, tmp_path, architecture="gpt").validate()
     with pytest.raises(UserError, match="unknown model override.*hidden_dropout_prob"):
         tiny_pretrain_config(
-            packed_dir, tmp_path, architecture="modernbert", model_overrides={"hidden_dropout_prob": 0.1}
+            packed_dir, tmp_path, architecture="modernbert", config_overrides={"hidden_dropout_prob": 0.1}
         ).validate()
     with pytest.raises(UserError, match="fixed_count_masking works with architecture: bert only"):
-        tiny_pretrain_config(packed_dir, tmp_path, architecture="modernbert", model_overrides={},
+        tiny_pretrain_config(packed_dir, tmp_path, architecture="modernbert", config_overrides={},
                              fixed_count_masking=True).validate()  # fmt: skip
 
 
@@ -137,11 +137,11 @@ def test_finetune_accepts_modernbert_and_electra(packed_dir, tmp_path):
         out = tmp_path / f"{arch}-{objective}"
         overrides = SMALL if arch == "modernbert" else {}
         pretrain(tiny_pretrain_config(packed_dir, out, architecture=arch, objective=objective,
-                                      model_overrides=overrides or tiny_pretrain_config(packed_dir, out).model_overrides,
+                                      config_overrides=overrides or tiny_pretrain_config(packed_dir, out).config_overrides,
                                       max_steps=2, save_steps=0, eval_steps=0))  # fmt: skip
         result = finetune(
             FinetuneConfig(
-                model=str(out / "final"),
+                model_name_or_path=str(out / "final"),
                 output_dir=str(tmp_path / f"clf-{arch}-{objective}"),
                 train_file=str(tmp_path / "train.csv"),
                 validation_file=str(tmp_path / "dev.csv"),

@@ -47,7 +47,7 @@ def test_help_has_an_example_the_required_options_and_each_flag_once(command: st
     assert len(flags) == len(set(flags)) and "--quiet" in flags, flags
     assert not [f for f in flags if "-" in f[2:]], "--max-seq-length spellings are accepted, not listed"
     required = {"prepare": ["--corpus", "--output_dir"], "pack": ["--data_dir", "--tokenizer_dir", "--output_dir"],
-                "pretrain": ["--data_dir", "--output_dir"], "finetune": ["--model", "--output_dir", "--train_file"],
+                "pretrain": ["--data_dir", "--output_dir"], "finetune": ["--model_name_or_path", "--output_dir", "--train_file"],
                 "train-tokenizer": ["--output_dir"], "evaluate": ["--suite"]}.get(command)  # fmt: skip
     if required:
         section = text.split("required (here, or in the recipe section given with --config):\n")[1].split(
@@ -105,7 +105,7 @@ def run_mlm(args: list, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_no_library_noise_unless_verbose(packed_dir: Path, tmp_path: Path) -> None:
-    base = ["pretrain", "--data_dir", packed_dir, "--preset", "tiny", "--model_overrides", json.dumps(TINY),
+    base = ["pretrain", "--data_dir", packed_dir, "--preset", "tiny", "--config_overrides", json.dumps(TINY),
             "--max_steps", "4", "--per_device_train_batch_size", "8", "--eval_steps", "2", "--save_steps", "0",
             "--logging_steps", "1", "--max_eval_samples", "16", "--use_cpu"]  # fmt: skip
     plain = run_mlm([*base, "--output_dir", tmp_path / "a"])

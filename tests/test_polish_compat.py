@@ -131,9 +131,9 @@ def pretrain_and_classify(root: Path, packed_dir: Path, **overrides) -> tuple[st
     with open(root / "train.csv", "w", newline="") as f:
         csv.DictWriter(f, ["text", "label"]).writeheader()
         csv.DictWriter(f, ["text", "label"]).writerows(rows)
-    finetune(FinetuneConfig(model=str(root / "pretrain" / "final"), train_file=str(root / "train.csv"),
+    finetune(FinetuneConfig(model_name_or_path=str(root / "pretrain" / "final"), train_file=str(root / "train.csv"),
                             output_dir=str(root / "cls"), max_steps=2, max_seq_length=32, use_cpu=True,
-                            disable_tqdm=True, label_names=["negative", "positive"]))  # fmt: skip
+                            disable_tqdm=True, class_names=["negative", "positive"]))  # fmt: skip
     return str(root / "pretrain" / "final"), str(root / "cls")
 
 
@@ -190,7 +190,7 @@ def test_first_modernbert_transformers_loads_our_modernbert_identically(
     root = tmp_path_factory.mktemp("compat-modernbert")
     small = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
     mlm, classifier = pretrain_and_classify(
-        root, packed_dir, architecture="modernbert", model_overrides=small
+        root, packed_dir, architecture="modernbert", config_overrides=small
     )
     spec = {
         "tokenizers": {"wordpiece": mlm},

@@ -61,7 +61,7 @@ def score_rows(n: int, seed: int) -> list[dict]:
 
 
 def config(checkpoint: Path, out: Path, files: dict[str, Path], **kw) -> FinetuneConfig:
-    base = dict(model=str(checkpoint), output_dir=str(out), train_file=str(files["train"]),
+    base = dict(model_name_or_path=str(checkpoint), output_dir=str(out), train_file=str(files["train"]),
                 test_file=str(files["test"]), learning_rate=3e-3, num_train_epochs=4.0,
                 per_device_train_batch_size=16, max_seq_length=32, use_cpu=True, disable_tqdm=True)  # fmt: skip
     return FinetuneConfig(**{**base, **kw})
@@ -91,7 +91,7 @@ def test_label_names_name_the_ids_in_the_model_and_its_pipeline(checkpoint: Path
         "test": write_csv(tmp_path / "test.csv", rows[:20]),
     }
     out = tmp_path / "named"
-    result = finetune(config(checkpoint, out, files, label_names=["negative", "positive"]))
+    result = finetune(config(checkpoint, out, files, class_names=["negative", "positive"]))
     assert (
         result["labels"] == ["negative", "positive"]
         and result["problem_type"] == "single_label_classification"
@@ -102,8 +102,8 @@ def test_label_names_name_the_ids_in_the_model_and_its_pipeline(checkpoint: Path
     row = predictions(out)[0]
     assert row["label"] == "positive" and set(row["probabilities"]) == {"negative", "positive"}
     assert "Labels: `negative`, `positive`." in (out / "README.md").read_text()
-    with pytest.raises(UserError, match=r"label_names has 3 name\(s\) but .*train.csv has 2 labels \(0, 1\)"):
-        finetune(config(checkpoint, tmp_path / "x", files, label_names=["a", "b", "c"]))
+    with pytest.raises(UserError, match=r"class_names has 3 name\(s\) but .*train.csv has 2 labels \(0, 1\)"):
+        finetune(config(checkpoint, tmp_path / "x", files, class_names=["a", "b", "c"]))
     assert not (tmp_path / "x").exists()
 
 
@@ -200,7 +200,7 @@ def test_multi_label_and_regression_cells(tmp_path: Path) -> None:
 
 
 def test_problem_type_and_hub_options_are_checked_up_front() -> None:
-    good = dict(model="m", output_dir="o", train_file="t")
+    good = dict(model_name_or_path="m", output_dir="o", train_file="t")
     FinetuneConfig(**good, problem_type="regression", metrics=["mse", "spearmanr"]).validate()
     bad = [
         ({"problem_type": "ranking"}, "unknown problem_type 'ranking'; valid: single_label_classification"),
@@ -255,9 +255,9 @@ def test_a_recipe_pushes_only_the_pretrained_classifier_not_its_scratch_baseline
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""
 output_dir: {tmp_path / "runs"}
-finetune: {{model: {model}, train_file: {data}, push_to_hub: true, hub_model_id: me/cls, label_names: [a, b]}}
+finetune: {{model_name_or_path: {model}, train_file: {data}, push_to_hub: true, hub_model_id: me/cls, class_names: [a, b]}}
 report: {{compare_from_scratch: true, tfidf_baseline: false}}
 """)
     run_recipe(RunConfig(recipe=str(recipe), steps=["finetune"]), log=lambda message: None)
     assert [(c.from_scratch, c.push_to_hub) for c in ran] == [(False, True), (True, False)]
-    assert ran[1].label_names == ["a", "b"]
+    assert ran[1].class_names == ["a", "b"]

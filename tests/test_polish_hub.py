@@ -113,8 +113,8 @@ def test_finetune_pushes_the_classifier_with_its_card(hub: HubServer, checkpoint
     rows = [{"text": r["text"], "label": 1 if r["label"] == "pos" else 0} for r in sentiment_rows(64, seed=1)]
     train, test = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "test.csv", rows[:16])
     out = tmp_path / "cls"
-    args = ["finetune", "--model", checkpoint, "--train_file", train, "--test_file", test, "--output_dir", out,
-            "--num_train_epochs", "1", "--use_cpu", "--max_seq_length", "32", "--label_names", "negative", "positive",
+    args = ["finetune", "--model_name_or_path", checkpoint, "--train_file", train, "--test_file", test, "--output_dir", out,
+            "--num_train_epochs", "1", "--use_cpu", "--max_seq_length", "32", "--class_names", "negative", "positive",
             "--push_to_hub", "--hub_model_id", "tester/sentiment", "--hub_private_repo", "--license", "mit",
             "--language", "en", "--datasets", "someone/reviews"]  # fmt: skip
     r = run(args, hub.client_env(tmp_path / "home", token=TOKEN))
@@ -147,7 +147,7 @@ def test_saved_weights_are_as_readable_as_the_other_files(checkpoint: Path, tmp_
     rows = sentiment_rows(16, seed=1)
     train = write_csv(tmp_path / "train.csv", rows)
     out = tmp_path / "cls"
-    finetune(FinetuneConfig(model=str(checkpoint), train_file=str(train), output_dir=str(out), max_steps=1,
+    finetune(FinetuneConfig(model_name_or_path=str(checkpoint), train_file=str(train), output_dir=str(out), max_steps=1,
                             use_cpu=True, disable_tqdm=True, max_seq_length=32))  # fmt: skip
     umask = os.umask(0)
     os.umask(umask)

@@ -52,7 +52,7 @@ def test_tensorboard_logs_of_pretraining_and_fine_tuning(pretrain_run: Path, tmp
         "text,label\n" + "".join(f"{w} film {i},{w}\n" for i in range(8) for w in ("good", "bad"))
     )
     out = tmp_path / "cls"
-    finetune(FinetuneConfig(model=str(pretrain_run / "final"), train_file=str(train), output_dir=str(out),
+    finetune(FinetuneConfig(model_name_or_path=str(pretrain_run / "final"), train_file=str(train), output_dir=str(out),
                             max_steps=2, logging_steps=1, use_cpu=True, disable_tqdm=True, max_seq_length=32,
                             report_to="tensorboard"))  # fmt: skip
     assert len(scalars(out)["train/loss"]) == 2 and not (out / "_trainer").exists()
@@ -78,7 +78,7 @@ def test_a_tracker_not_installed_is_one_line_with_the_install_command(
         == 'error: pretrain: report_to trackio: trackio is not installed; install it with: pip install "mlm[trackio]"'
     )
     assert not out.exists() and list(tmp_path.iterdir()) == []
-    code = main(["finetune", "--model", "m", "--train_file", "t.csv", "--output_dir", str(out), "--report_to",
+    code = main(["finetune", "--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(out), "--report_to",
                  "tensorboard,trackio"])  # fmt: skip
     assert code == 2 and 'pip install "mlm[trackio]"' in capsys.readouterr().err
     code = main(

@@ -61,12 +61,12 @@ def test_split_fraction_seed_and_filters(tmp_path):
         stats = prepare(PrepareConfig(corpus=str(src), output_dir=str(tmp_path / name), **kw))
         return stats, datasets.load_from_disk(str(tmp_path / name))
 
-    stats, dd = run("a", validation_fraction=0.1, seed=1)
+    stats, dd = run("a", validation_split_percentage=10, seed=1)
     assert (stats["train_documents"], stats["validation_documents"]) == (91, 10)
     assert stats["duplicates_dropped"] == 2 and stats["too_short_dropped"] == 1
-    _, same = run("b", validation_fraction=0.1, seed=1)
+    _, same = run("b", validation_split_percentage=10, seed=1)
     assert list(same["validation"]["text"]) == list(dd["validation"]["text"])
-    _, other = run("c", validation_fraction=0.1, seed=2)
+    _, other = run("c", validation_split_percentage=10, seed=2)
     assert list(other["validation"]["text"]) != list(dd["validation"]["text"])
     stats, _ = run("d", dedup=False, min_chars=5)
     assert stats["documents_out"] == 104 and stats["duplicates_dropped"] == 0
@@ -123,7 +123,7 @@ def test_config_validation(tmp_path):
 
     check("txt_mode 'words' is not valid; choose one of: line, paragraph", txt_mode="words")
     check("encoding_errors 'ignore' is not valid; choose one of: strict, replace", encoding_errors="ignore")
-    check("validation_fraction must be between 0 and 1", validation_fraction=1.5)
+    check("validation_split_percentage must be between 0 and 100", validation_split_percentage=150)
     check("validation_size must be >= 1", validation_size=0)
     check("'corpus' is empty", corpus=[])
     cfg = PrepareConfig(corpus="builtin:pydocs", output_dir="o")

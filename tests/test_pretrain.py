@@ -58,14 +58,14 @@ def test_metrics_and_history(pretrained):
 def test_resume_continues_from_latest_checkpoint(packed_dir, tmp_path):
     out = tmp_path / "run"
     pretrain(_cfg(packed_dir, out, max_steps=4, save_steps=2, eval_steps=0))
-    metrics = pretrain(_cfg(packed_dir, out, max_steps=6, save_steps=2, eval_steps=0, resume="latest"))
+    metrics = pretrain(_cfg(packed_dir, out, max_steps=6, save_steps=2, eval_steps=0, resume_from_checkpoint="latest"))
     assert metrics["resumed_from"].endswith("checkpoint-4")
     assert metrics["steps"] == 6
 
 
 def test_resume_without_checkpoint_is_a_user_error(packed_dir, tmp_path):
     with pytest.raises(UserError, match="no checkpoint found"):
-        pretrain(_cfg(packed_dir, tmp_path / "empty", resume="latest"))
+        pretrain(_cfg(packed_dir, tmp_path / "empty", resume_from_checkpoint="latest"))
 
 
 def test_unknown_preset_lists_valid_ones(packed_dir, tmp_path):
@@ -77,7 +77,7 @@ def test_unknown_preset_lists_valid_ones(packed_dir, tmp_path):
 
 def test_sequence_longer_than_model_allows(packed_dir, tmp_path):
     with pytest.raises(UserError, match="max_position_embeddings|larger than the model allows"):
-        pretrain(_cfg(packed_dir, tmp_path / "x", model_overrides={**TINY, "max_position_embeddings": 16}))
+        pretrain(_cfg(packed_dir, tmp_path / "x", config_overrides={**TINY, "max_position_embeddings": 16}))
 
 
 def test_tokenizer_not_matching_packed_data(packed_dir, tmp_path, tiny_tokenizer_dir):
@@ -143,15 +143,18 @@ def test_mask_rate_decays_to_its_final_value(packed_dir, tmp_path):
     [
         ({}, 1e-3),
         ({"architecture": "modernbert"}, 3e-3),
-        ({"init_from": "some/checkpoint"}, 1e-4),
-        ({"architecture": "modernbert", "init_from": "some/checkpoint"}, 1e-4),
+        ({"model_name_or_path": "some/checkpoint"}, 1e-4),
+        ({"architecture": "modernbert", "model_name_or_path": "some/checkpoint"}, 1e-4),
         ({"architecture": "modernbert", "learning_rate": 5e-4}, 5e-4),
         ({"learning_rate": "2e-3"}, 2e-3),
     ],
 )
 def test_learning_rate_left_out_follows_the_blocks_and_the_start(options, expected):
     from mlm.config import config_from_dict
-    from mlm.pretrain import PretrainConfig
+    from mlm.pretrain import PretrainConfig, learning_rate_for
 
     cfg = config_from_dict(PretrainConfig, {"data_dir": "d", "output_dir": "o", **options}, "pretrain")
-    assert cfg.learning_rate == pytest.approx(expected)
+    assert learning_rate_for(cfg) == pytest.approx(expected)
+    cfg.validate()
+    given = options.get("learning_rate")
+    assert cfg.learning_rate == (float(given) if given else None), "validation writes nothing back"

@@ -52,7 +52,7 @@ pack:
   max_seq_length: 32
 pretrain:
   preset: tiny
-  model_overrides: {{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}}
+  config_overrides: {{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}}
   max_steps: 8
   per_device_train_batch_size: 8
   eval_steps: 4

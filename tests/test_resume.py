@@ -49,7 +49,7 @@ def _kw(packed_dir: Path, out: Path, **extra) -> dict:
         data_dir=str(packed_dir),
         output_dir=str(out),
         preset="tiny",
-        model_overrides=TINY,
+        config_overrides=TINY,
         logging_steps=1,
         eval_steps=0,
         max_eval_samples=16,
@@ -154,7 +154,7 @@ def test_map_style_resume_after_sigkill_is_exact(packed_dir, tmp_path, one_threa
     partial = _fake_partial_checkpoint(out, n - 1)  # a save cut short: must be ignored
 
     for folder, resume in ((out, "latest"), (boundary, str(boundary / f"checkpoint-{per_epoch}"))):
-        metrics = _run_in_process(_kw(packed_dir, folder, resume=resume, **cfg))
+        metrics = _run_in_process(_kw(packed_dir, folder, resume_from_checkpoint=resume, **cfg))
         resumed_at = int(Path(metrics["resumed_from"]).name.split("-")[1])
         assert resumed_at == (per_epoch if folder == boundary else k) or resumed_at > k  # a late kill
         assert Path(metrics["resumed_from"]).name != partial.name
@@ -191,7 +191,7 @@ def test_streaming_resume_is_exact_and_reads_no_seen_block(packed_dir, tmp_path,
         return read(self, position, n)
 
     monkeypatch.setattr(PackedStream, "_read", counting_read)
-    metrics = _run_in_process(_kw(packed_dir, out, resume="latest", **cfg))
+    metrics = _run_in_process(_kw(packed_dir, out, resume_from_checkpoint="latest", **cfg))
 
     assert metrics["resumed_from"] == str(newest)
     resumed_at = record["global_step"]
@@ -212,7 +212,7 @@ def test_incomplete_checkpoints_are_ignored_and_removed(packed_dir, tmp_path):
     truncated = out / "checkpoint-4" / "optimizer.pt"
     keep = truncated.read_bytes()
     truncated.write_bytes(keep[:10])
-    cfg = PretrainConfig(**_kw(packed_dir, out, max_steps=6, resume="latest"))
+    cfg = PretrainConfig(**_kw(packed_dir, out, max_steps=6, resume_from_checkpoint="latest"))
     assert Path(resolve_resume(cfg.resume, cfg.output_dir)).name == "checkpoint-2"
     assert not partial.exists() and not (out / "checkpoint-4").exists()  # removed: they can never be used
 

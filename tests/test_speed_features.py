@@ -72,7 +72,7 @@ def test_vocab_padding_option(packed_dir, tmp_path):
         data_dir=str(packed_dir),
         output_dir=str(tmp_path / "run"),
         preset="tiny",
-        model_overrides=TINY,
+        config_overrides=TINY,
         max_steps=2,
         per_device_train_batch_size=4,
         eval_steps=0,

@@ -15,7 +15,7 @@ def tiny_pretrain_config(packed_dir: Path, out: Path, **overrides) -> PretrainCo
         data_dir=str(packed_dir),
         output_dir=str(out),
         preset="tiny",
-        model_overrides=TINY,
+        config_overrides=TINY,
         max_steps=6,
         per_device_train_batch_size=8,
         per_device_eval_batch_size=16,

@@ -12,10 +12,12 @@ from typing import Any
 from data_prep.io import write_json
 from mlm.evaluate.plan import METHODS, Group, Plan
 from mlm.evaluate.runs import finetune_settings
-from mlm.evaluate.suite import FINETUNE_KEYS
 
 STEP = "evaluate"
 SPLIT_NAMES = (("validation", "dev"), ("test", "test"))  # fine-tuning's split -> the name in the results
+# the fine-tuning settings results.json states (the others are in each run's mlm_step.json)
+REPORTED_SETTINGS = ("learning_rate", "num_train_epochs", "min_train_steps", "per_device_train_batch_size",
+                     "weight_decay", "warmup_steps", "max_seq_length", "long_text", "metric_for_best_model")  # fmt: skip
 
 
 def summarize(values: list[float]) -> dict[str, Any]:
@@ -64,7 +66,7 @@ def collect_results(plan: Plan, rows: list[dict], runtime_s: float) -> dict:
         "label_fractions": plan.fractions,
         "seeds": plan.seeds,
         "seeds_at_full": plan.seeds_full,
-        "finetune": {k: finetune.get(k) for k in FINETUNE_KEYS},
+        "finetune": {k: finetune.get(k) for k in REPORTED_SETTINGS},
         "rows": rows,
         "runtime_s": round(runtime_s, 1),
     }

@@ -6,7 +6,6 @@ on (config, data, model weights); `mlm evaluate` run again reuses the metrics wh
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from data_prep import cache
 from data_prep.io import read_json, write_json
-from data_prep.steps import file_fingerprint
+from data_prep.steps import config_values, file_fingerprint
 from mlm.config import config_from_dict
 from mlm.evaluate.data import LABEL, TEXT, TEXT_PAIR, TaskData
 from mlm.evaluate.plan import Plan, Run
@@ -73,8 +72,7 @@ def finetune_settings(plan: Plan, task: Task) -> dict[str, Any]:
     """Every setting of FinetuneConfig as `task`'s runs use it: the suite's, else FinetuneConfig's default."""
     from mlm.finetune import FinetuneConfig
 
-    cfg = config_from_dict(FinetuneConfig, suite_settings(plan, task), "finetune", validate=False)
-    return dataclasses.asdict(cfg)
+    return config_values(config_from_dict(FinetuneConfig, suite_settings(plan, task), "finetune"))
 
 
 def finetune_config(plan: Plan, run: Run, data: TaskData) -> FinetuneConfig:
@@ -88,7 +86,7 @@ def finetune_config(plan: Plan, run: Run, data: TaskData) -> FinetuneConfig:
     if "test" in task.files:
         splits["test_file"] = f"{data.folder}@test"
     own = {
-        "model": group.model.path,
+        "model_name_or_path": group.model.path,
         "output_dir": str(run.folder),
         "text_column": TEXT,
         "text_pair_column": TEXT_PAIR if task.pair else None,
@@ -107,10 +105,10 @@ def finetune_config(plan: Plan, run: Run, data: TaskData) -> FinetuneConfig:
 
 
 def _finetune_key(ft: FinetuneConfig, data: TaskData) -> str:
-    config = dataclasses.asdict(ft)
+    config = config_values(ft)
     for name in ("output_dir", "disable_tqdm"):  # where it goes and how it shows change no result
         config.pop(name)
-    return cache.fingerprint({"config": config, "data": data.fingerprint, "model": _model_stamp(ft.model)})
+    return cache.fingerprint({"config": config, "data": data.fingerprint, "model": _model_stamp(ft.model_name_or_path)})
 
 
 def _model_stamp(model: str) -> Any:

@@ -7,44 +7,23 @@ missing required keys end with the same one-line `UserError` as a recipe's. suit
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_prep.errors import UserError
-from mlm.config import config_from_dict, load_yaml
+from mlm.config import closest, config_from_dict, load_yaml
 from mlm.evaluate.config import parse_fractions
 
 SPLITS = ("dev", "test")  # dev is fine-tuning's validation split (evaluated every epoch), test is scored once
 LABEL_TRANSFORMS = ("none", "before_colon", "after_colon", "lower")
 MAX_EPOCHS = 50.0  # a guard against a typo (300 for 3), not a recommendation
-# the fine-tuning settings a suite may fix (the others are FinetuneConfig's defaults, or set per run)
-FINETUNE_KEYS = (
-    "learning_rate",
-    "num_train_epochs",
-    "min_train_steps",
-    "per_device_train_batch_size",
-    "per_device_eval_batch_size",
-    "weight_decay",
-    "warmup_ratio",
-    "max_seq_length",
-    "long_text",
-    "doc_stride",
-    "metric_for_best_model",
-)
-
-
-def optional_fields(cls: type, names: Iterable[str], name: str) -> type:
-    """A dataclass with `cls`'s fields `names`, typed as in `cls` but optional and None by default.
-
-    Filled from a mapping, it holds only what the mapping sets: overrides of `cls`'s defaults, which stay
-    defined in `cls` alone."""
-    hints = typing.get_type_hints(cls)
-    return dataclasses.make_dataclass(name, [(n, hints[n] | None, field(default=None)) for n in names])
+# the fine-tuning settings that each run sets itself (a suite's `finetune:` section may set any other)
+PER_RUN_KEYS = ("model_name_or_path", "output_dir", "train_file", "validation_file", "test_file", "text_column",
+                "text_pair_column", "label_column", "metrics", "max_train_samples", "label_fraction", "seed",
+                "from_scratch", "save_model")  # fmt: skip
 
 
 @dataclass
@@ -74,15 +53,10 @@ class FileOptions:
             )
 
 
-# the file options a task may set for all of its files (every FileOptions key but `path`)
-TaskFileOptions = optional_fields(
-    FileOptions, [f.name for f in dataclasses.fields(FileOptions) if f.name != "path"], "TaskFileOptions"
-)
-
-
 @dataclass
-class TaskSpec(TaskFileOptions):
-    """A task as a suite writes it: data files, metrics, limits (and file options for all its files)."""
+class TaskSpec:
+    """A task as a suite writes it: data files, metrics and limits; any FileOptions key besides these
+    applies to all of its files."""
 
     train: object | None = None  # a path, or a mapping of FileOptions
     dev: object | None = None
@@ -172,7 +146,7 @@ def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"suite file not found: {path}")
-    spec = config_from_dict(SuiteSpec, load_yaml(path), str(path), validate=False)
+    spec = config_from_dict(SuiteSpec, load_yaml(path), str(path))
     spec.check(str(path))
     return Suite(
         name=str(spec.name or path.stem),
@@ -184,17 +158,16 @@ def load_suite(path: str | Path) -> Suite:
     )
 
 
-@functools.cache
-def _finetune_overrides() -> type:
+def _finetune_settings(data: dict | None, where: str) -> dict[str, Any]:
+    """The suite's `finetune:` keys, typed as FinetuneConfig types them."""
     from mlm.finetune import FinetuneConfig
 
-    return optional_fields(FinetuneConfig, FINETUNE_KEYS, "SuiteFinetune")
-
-
-def _finetune_settings(data: dict | None, where: str) -> dict[str, Any]:
-    """The suite's `finetune:` keys that are set, typed as FinetuneConfig types them."""
-    given = config_from_dict(_finetune_overrides(), data, where, validate=False)
-    settings = {k: v for k, v in dataclasses.asdict(given).items() if v is not None}
+    data = dict(data or {})
+    per_run = sorted(set(data) & set(PER_RUN_KEYS))
+    if per_run:
+        raise UserError(f"{where}: {', '.join(per_run)} is set by each run (from the task and the models)")
+    cfg = config_from_dict(FinetuneConfig, data, where)
+    settings = {k: getattr(cfg, k) for k in data}
     epochs = settings.get("num_train_epochs")
     if epochs is not None and not 0 < epochs <= MAX_EPOCHS:
         raise UserError(f"{where}: num_train_epochs must be in (0, {MAX_EPOCHS:g}], got {epochs:g}")
@@ -205,13 +178,15 @@ def _task(name: str, data: Any, suite_path: Path) -> Task:
     where = f"{suite_path}: task '{name}'"
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping with train:, dev: and/or test:")
-    spec = config_from_dict(TaskSpec, data, where, validate=False)
+    task_keys = {f.name for f in dataclasses.fields(TaskSpec)}
+    shared = {k: v for k, v in data.items() if k not in task_keys}
+    file_keys = {f.name for f in dataclasses.fields(FileOptions)} - {"path"}
+    unknown = sorted(set(shared) - file_keys)
+    if unknown:
+        hints = "; ".join(f"'{k}'{closest(k, [*task_keys, *file_keys])}" for k in unknown)
+        raise UserError(f"{where}: unknown key(s) {hints}")
+    spec = config_from_dict(TaskSpec, {k: v for k, v in data.items() if k in task_keys}, where)
     spec.check(where)
-    shared = {
-        f.name: getattr(spec, f.name)
-        for f in dataclasses.fields(TaskFileOptions)
-        if getattr(spec, f.name) is not None
-    }
     files = {
         split: _file_options(getattr(spec, split), shared, suite_path, f"{where}: {split}")
         for split in ("train", *SPLITS)
@@ -235,7 +210,7 @@ def _file_options(entry: Any, shared: dict[str, Any], suite_path: Path, where: s
         entry = {"path": entry}
     if not isinstance(entry, dict):
         raise UserError(f"{where}: expected a path or a mapping with 'path', got {type(entry).__name__}")
-    opts = config_from_dict(FileOptions, {**shared, **entry}, where, validate=False)
+    opts = config_from_dict(FileOptions, {**shared, **entry}, where)
     opts.check(where)
     opts.path = resolve_path(opts.path, suite_path, where)
     return opts

@@ -45,16 +45,18 @@ class Objective:
             if values:
                 raise UserError(f"objective '{cls.name}' takes no objective_options, got {', '.join(values)}")
             return None
-        return config_from_dict(cls.options, values or {}, f"objective_options ({cls.name})")
+        opts = config_from_dict(cls.options, values or {}, f"objective_options ({cls.name})")
+        opts.validate()
+        return opts
 
     def build_model(self, model_config: PretrainedConfig) -> PreTrainedModel:
         """The freshly initialised model that pretraining trains."""
         raise NotImplementedError
 
     def from_pretrained(self, name: str) -> PreTrainedModel:
-        """The model to continue pretraining from checkpoint `name` (`init_from`)."""
+        """The model to continue pretraining from checkpoint `name` (`model_name_or_path`)."""
         raise UserError(
-            f"objective '{self.name}' cannot start from a checkpoint (init_from); use objective: mlm"
+            f"objective '{self.name}' cannot start from a checkpoint (model_name_or_path); use objective: mlm"
         )
 
     def collator(self, seed: int | None) -> Callable[[list[dict]], dict[str, torch.Tensor]]:

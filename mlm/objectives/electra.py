@@ -24,7 +24,6 @@ from mlm.masking import MaskingCollator, MaskingConfig
 from mlm.modeling import SavesAsNative, use_cpu_training_kernels
 from mlm.objectives import Objective, register
 from mlm.objectives.mlm import masking_text
-from mlm.options import as_group
 from mlm.run_record import ObjectiveFacts
 
 GENERATOR_DIR = "generator"
@@ -189,7 +188,7 @@ class ElectraObjective(Objective):
             description=self.description,
             pipeline_tag=None,
             facts={
-                "Masking (generator input)": masking_text(as_group(self.cfg, MaskingConfig)),
+                "Masking (generator input)": masking_text(MaskingConfig.of(self.cfg)),
                 "Generator": f"{gen_hidden}% of the discriminator's width, in `{GENERATOR_DIR}/` (fill-mask)",
                 "Discriminator loss weight": f"{self.opts.discriminator_weight:g}",
             },

@@ -10,7 +10,6 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from mlm.masking import MaskingCollator, MaskingConfig
 from mlm.objectives import Objective, register
-from mlm.options import as_group
 from mlm.run_record import ObjectiveFacts
 
 
@@ -39,7 +38,7 @@ def perplexity(eval_loss: float | None) -> float | None:
 def masking_collator(cfg: Any, tokenizer: Any, seed: int | None) -> MaskingCollator:
     """The masking collator for the masking options of `cfg` and `tokenizer`'s special tokens."""
     return MaskingCollator(
-        as_group(cfg, MaskingConfig),
+        MaskingConfig.of(cfg),
         vocab_size=len(tokenizer),
         mask_token_id=tokenizer.mask_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -103,7 +102,7 @@ class MaskedLanguageModelling(Objective):
             name=self.name,
             description=self.description,
             pipeline_tag="fill-mask",
-            facts={"Masking": masking_text(as_group(self.cfg, MaskingConfig))},
+            facts={"Masking": masking_text(MaskingConfig.of(self.cfg))},
             tags=["masked-language-modeling"],
             metric_labels={
                 "eval_loss": "MLM loss",

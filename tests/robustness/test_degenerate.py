@@ -96,7 +96,7 @@ def test_degenerate_data_ends_in_one_error_line_exit_2(tmp_path, step):
     else:
         src = tmp_path / "train.csv"
         src.write_text("text,label\n" + "".join(f",{'ab'[i % 2]}\n" for i in range(10)), encoding="utf-8")
-        args = ["finetune", "--model", str(tmp_path / "no-model"), "--train_file", str(src)]
+        args = ["finetune", "--model_name_or_path", str(tmp_path / "no-model"), "--train_file", str(src)]
         args += ["--output_dir", str(tmp_path / "out")]
     proc = subprocess.run(
         [sys.executable, "-m", "mlm", *args, "--quiet"],  # no progress bars: stderr is the error alone
@@ -320,7 +320,7 @@ def test_all_empty_texts_are_an_error(tmp_path):
         _load(path)
     out = tmp_path / "out"
     with pytest.raises(UserError, match="all 4 texts"):  # before any model is loaded
-        finetune(FinetuneConfig(model=str(tmp_path / "no-model"), train_file=str(path), output_dir=str(out)))
+        finetune(FinetuneConfig(model_name_or_path=str(tmp_path / "no-model"), train_file=str(path), output_dir=str(out)))
     assert not out.exists()
 
 
@@ -345,7 +345,7 @@ def test_a_dev_label_training_never_saw_is_an_error(tmp_path):
     train = _csv(tmp_path / "train.csv", [(t, "ab"[i % 2]) for i, t in enumerate(make_tiny_texts(20))])
     dev = _csv(tmp_path / "dev.csv", [(t, "abc"[i % 3]) for i, t in enumerate(make_tiny_texts(9, seed=2))])
     cfg = FinetuneConfig(
-        model=str(tmp_path / "no-model"), train_file=str(train), validation_file=str(dev), output_dir="o"
+        model_name_or_path=str(tmp_path / "no-model"), train_file=str(train), validation_file=str(dev), output_dir="o"
     )
     with pytest.raises(
         UserError, match=r"dev\.csv: label 'c' not seen in the training data; known labels: a, b"
@@ -381,7 +381,7 @@ def test_a_class_the_training_subset_lacks_is_warned_about(
     train = _csv(tmp_path / "train.csv", rows)
     test = _csv(tmp_path / "test.csv", rows[:9])
     cfg = FinetuneConfig(
-        model=str(tiny_model), train_file=str(train), test_file=str(test), output_dir=str(tmp_path / "out"),
+        model_name_or_path=str(tiny_model), train_file=str(train), test_file=str(test), output_dir=str(tmp_path / "out"),
         max_train_samples=max_train_samples, num_train_epochs=1.0, max_seq_length=32, use_cpu=True,
         disable_tqdm=True, save_model=False,
     )  # fmt: skip

@@ -130,12 +130,12 @@ def model_run(tmp_path_factory, tiny_tokenizer_dir) -> Path:
 
 
 def finetune_args(model: Path, train: Path, out: Path, epochs: float = 1) -> list:
-    return ["finetune", "--model", model, "--train_file", train, "--output_dir", out,
+    return ["finetune", "--model_name_or_path", model, "--train_file", train, "--output_dir", out,
             "--num_train_epochs", epochs, "--max_seq_length", 32, "--use_cpu", "--disable_tqdm", "true"]  # fmt: skip
 
 
 def pretrain_args(packed: Path, out: Path, **extra) -> list:
-    kw = dict(preset="tiny", model_overrides=json.dumps(TINY), max_steps=6, per_device_train_batch_size=8,
+    kw = dict(preset="tiny", config_overrides=json.dumps(TINY), max_steps=6, per_device_train_batch_size=8,
               eval_steps=0, save_steps=2, logging_steps=1, use_cpu="true", disable_tqdm="true") | extra  # fmt: skip
     return [
         "pretrain",
@@ -419,7 +419,7 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, 
     assert_refused(proc, f"cannot write {out}", "No space left on device")
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2", "mlm_step.json"]
     assert read_complete(out / "checkpoint-2") is not None and hidden_beside(out) == []
-    resumed = mlm(*args, "--resume", cwd=work)
+    resumed = mlm(*args, "--resume_from_checkpoint", cwd=work)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed_from"].endswith("checkpoint-2") and metrics["steps"] == 6

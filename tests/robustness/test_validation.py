@@ -80,7 +80,7 @@ def cut_short(path: Path) -> None:
 
 def pretrain_args(data_dir: Path, out: Path, *extra) -> list:
     return ["pretrain", "--data_dir", data_dir, "--output_dir", out, "--preset", "tiny",
-            "--model_overrides", json.dumps(TINY), "--max_steps", 4, "--save_steps", 2, "--eval_steps", 0,
+            "--config_overrides", json.dumps(TINY), "--max_steps", 4, "--save_steps", 2, "--eval_steps", 0,
             "--per_device_train_batch_size", 8, "--max_eval_samples", 16, "--logging_steps", 1,
             *QUIET, *extra]  # fmt: skip
 
@@ -95,7 +95,7 @@ def write_labels(path: Path) -> Path:
 
 
 def finetune_args(model: Path, train: Path, out: Path, *extra) -> list:
-    return ["finetune", "--model", model, "--train_file", train, "--output_dir", out, "--max_seq_length", 32,
+    return ["finetune", "--model_name_or_path", model, "--train_file", train, "--output_dir", out, "--max_seq_length", 32,
             "--num_train_epochs", 1, *QUIET, *extra]  # fmt: skip
 
 
@@ -151,7 +151,7 @@ def write_recipe(folder: Path, corpus: Path, labels: Path, **sections: dict) -> 
         "tokenizer": {"vocab_size": 512},
         "pack": {"max_seq_length": 32},
         "pretrain": {
-            "model_overrides": TINY,
+            "config_overrides": TINY,
             "max_steps": 4,
             "per_device_train_batch_size": 8,
             "save_steps": 2,
@@ -184,7 +184,7 @@ def write_recipe(folder: Path, corpus: Path, labels: Path, **sections: dict) -> 
         ("pretrain", {"mlm_probability": 1.5}, "mlm_probability"),
         ("pretrain", {"max_steps": True}, "max_steps"),  # YAML `true` is not 1 step
         ("pretrain", {"learning_rate": True}, "learning_rate"),
-        ("pretrain", {"model_overrides": {**TINY, "num_attention_heads": 3}}, "num_attention_heads"),
+        ("pretrain", {"config_overrides": {**TINY, "num_attention_heads": 3}}, "num_attention_heads"),
         ("pack", {"max_seq_length": 1024}, "model_max_length"),  # longer than the tokenizer it trains
         (
             "finetune",
@@ -226,16 +226,16 @@ def test_a_recipe_that_is_not_utf8_is_one_error_line(tmp_path):
         ("--lr_scheduler_type", "sideways"),
         ("--report_to", "nowhere"),
         ("--max_steps", "true"),
-        ("--model_overrides", '{"hidden_size": "big"}'),
-        ("--model_overrides", '{"num_attention_heads": 0}'),
-        ("--model_overrides", '{"hidden_dropout_prob": 2}'),
-        ("--model_overrides", '{"hidden_act": "nope"}'),
+        ("--config_overrides", '{"hidden_size": "big"}'),
+        ("--config_overrides", '{"num_attention_heads": 0}'),
+        ("--config_overrides", '{"hidden_dropout_prob": 2}'),
+        ("--config_overrides", '{"hidden_act": "nope"}'),
     ],
 )
 def test_a_bad_pretraining_option_is_one_error_line(tmp_path, capsys, packed_dir, option, value):
     out = tmp_path / "p"
     line = refused(capsys, [*pretrain_args(packed_dir, out), option, value])
-    name = option.lstrip("-") if option != "--model_overrides" else next(iter(json.loads(value)))
+    name = option.lstrip("-") if option != "--config_overrides" else next(iter(json.loads(value)))
     assert name in line
     assert not out.exists()
 
@@ -260,7 +260,7 @@ def test_an_empty_tokenizer_folder_is_one_error_line(
     out = tmp_path / "out"
     args = {
         "pretrain": [*pretrain_args(packed_dir, out), "--tokenizer_dir", empty],
-        "finetune": [*finetune_args(run_dir / "final", labels, out), "--tokenizer", empty],
+        "finetune": [*finetune_args(run_dir / "final", labels, out), "--tokenizer_name", empty],
         "pack": ["pack", "--data_dir", prepared_dir, "--tokenizer_dir", empty, "--output_dir", out],
     }[command]
     refused(capsys, args, str(empty))
@@ -292,7 +292,7 @@ def test_finetuning_refuses_a_tokenizer_other_than_the_models_own(
 ):
     out = tmp_path / "ft"
     model = run_dir / "final"
-    refused(capsys, [*finetune_args(model, labels, out), "--tokenizer", other_tokenizer],
+    refused(capsys, [*finetune_args(model, labels, out), "--tokenizer_name", other_tokenizer],
             str(other_tokenizer), str(model))  # fmt: skip
     assert not out.exists()
 
@@ -330,14 +330,14 @@ def test_resuming_with_a_setting_that_changes_the_result_is_refused(
     capsys, packed_dir, run_copy, option, value
 ):
     before = snapshot(run_copy)
-    line = refused(capsys, [*pretrain_args(packed_dir, run_copy), "--resume", option, value],
+    line = refused(capsys, [*pretrain_args(packed_dir, run_copy), "--resume_from_checkpoint", option, value],
                    "checkpoint-4", option.lstrip("-"), "--force")  # fmt: skip
     assert "set them back" in line
     assert snapshot(run_copy) == before
 
 
 def test_resuming_with_other_logging_saving_or_length_settings_is_allowed(capsys, packed_dir, run_copy):
-    args = [*pretrain_args(packed_dir, run_copy), "--resume", "--logging_steps", "3", "--save_steps", "3",
+    args = [*pretrain_args(packed_dir, run_copy), "--resume_from_checkpoint", "--logging_steps", "3", "--save_steps", "3",
             "--max_steps", "6", "--disable_tqdm", "false"]  # fmt: skip
     succeeds(capsys, args)
     metrics = json.loads((run_copy / "metrics.json").read_text())
@@ -458,7 +458,7 @@ def test_resuming_from_a_truncated_checkpoint_is_named(capsys, packed_dir, run_c
     checkpoint = run_copy / "checkpoint-4"
     cut_short(checkpoint / "model.safetensors")
     before = snapshot(run_copy)
-    refused(capsys, [*pretrain_args(packed_dir, run_copy), "--resume", checkpoint],
+    refused(capsys, [*pretrain_args(packed_dir, run_copy), "--resume_from_checkpoint", checkpoint],
             str(checkpoint), "model.safetensors", "incomplete")  # fmt: skip
     assert snapshot(run_copy) == before
 
