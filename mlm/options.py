@@ -158,6 +158,8 @@ class TrainerOptions:
         if self.optim is not None:
             _check_choice("optim", self.optim, "OptimizerNames")
         check_trackers(trackers(self.report_to))
+        from mlm.cpu.threads import parse_cpu_threads
+
         parse_cpu_threads(self.cpu_threads)
 
 
@@ -200,17 +202,6 @@ def check_trackers(names: list[str]) -> None:
             raise UserError(
                 f"report_to {name}: {modules[0]} is not installed; install it with: pip install {package}"
             )
-
-
-def parse_cpu_threads(value: str) -> int | None:
-    """None for "auto", else the fixed thread count (>= 1); anything else is a `UserError`."""
-    text = str(value).strip().lower()
-    if text == "auto":
-        return None
-    _check(
-        text.isdigit() and int(text) >= 1, f"cpu_threads must be 'auto' or a positive integer, got {value!r}"
-    )
-    return int(text)
 
 
 def _check_choice(name: str, value: str, enum_name: str) -> None:
@@ -301,7 +292,7 @@ def cpu_thread_tuner(opts: TrainerOptions, world_size: int):
     add to the Trainer (None where there is nothing to tune)."""
     import torch
 
-    from mlm.threads import configure_cpu_threads
+    from mlm.cpu.threads import configure_cpu_threads
 
     return configure_cpu_threads(
         opts.cpu_threads, not (torch.cuda.is_available() and not opts.use_cpu), world_size

@@ -1,10 +1,9 @@
 """The pretraining `Trainer` and its callbacks: time budget, exact resume, the run record in checkpoints,
-freed memory given back."""
+the mask-rate schedule."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,6 @@ from data_prep.io import match_file_modes
 from data_prep.tokenizer import portable_tokenizer_config
 from mlm.checkpoints import mark_complete, resumed_step, rotate_complete
 from mlm.data import BlockDataset, stack_collate
-from mlm.modeling import release_freed_memory
 from mlm.run_record import RunRecord
 from mlm.streaming import EpochSampler, PackedStream, step_seed
 
@@ -228,52 +226,3 @@ class MaskRateSchedule(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._set(state)
-
-
-def resident_bytes() -> int | None:
-    """The memory this process holds in RAM now (Linux: /proc/self/statm); None where that is unknown."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class ReleaseFreedMemory(TrainerCallback):
-    """Give freed memory back to the system whenever the process has grown by `margin` bytes.
-
-    A step's large tensors change size with the number of masked tokens in the batch, so the allocator's
-    free memory fragments and the resident size creeps up step after step, never used again (on CPU, `tiny`
-    with a 16k vocabulary: about 9 MB a step, 0.6 GB in 70 steps, with or without `cpu_reuse_memory`).
-    The size at the end of the first step after a trim is the working set (with the step's freed memory,
-    kept for the next step); once the process has grown `margin` past it, freed memory is given back (the
-    next step then page-faults its memory in again, once in many steps). At the end of training, whatever
-    training freed is given back."""
-
-    def __init__(self, margin: int = 256 * 2**20) -> None:
-        self.margin = margin
-        self.working_set: int | None = None  # measured after the first step since the last trim
-        self.trims = 0
-
-    def _check(self) -> None:
-        now = resident_bytes()
-        if now is None:
-            return
-        if self.working_set is None:
-            self.working_set = now
-        elif now - self.working_set > self.margin:
-            release_freed_memory()
-            self.trims += 1
-            self.working_set = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.working_set = None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._check()
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        self._check()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        release_freed_memory()
