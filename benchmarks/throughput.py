@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if opts.busy:
         import busy
 
-        return busy.run(opts)
+        return busy.run(opts, make_ours)
     device = opts.device if opts.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     presets = (
         opts.presets.split(",")

@@ -12,6 +12,7 @@ from data_prep.outputs import output_folder
 from mlm.evaluate.config import EvaluateConfig
 from mlm.evaluate.data import TaskData, prepare_task_data
 from mlm.evaluate.plan import Plan, make_plan
+from mlm.evaluate.plots import write_plots
 from mlm.evaluate.progress import Progress, quiet
 from mlm.evaluate.results import STEP, collect_results, group_rows, write_results
 from mlm.evaluate.runs import execute
@@ -27,6 +28,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], Any] = print) -> dict[str
         started = time.perf_counter()
         rows = run_plan(plan, log)
         results = collect_results(plan, rows, time.perf_counter() - started)
+        results["plots"] = write_plots(results, plan.output_dir)
         table = write_results(results, plan)
     log("\n" + table)
     return results
