@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from data_prep.outputs import output_folder
@@ -24,7 +23,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], Any] = print) -> dict[str
     cfg.validate()
     plan = make_plan(cfg, load_suite(cfg.suite))
     config = dataclasses.asdict(cfg)
-    with output_folder(plan.output_dir, STEP, inputs(plan), in_place=True, own=_earlier_run, config=config):
+    with output_folder(plan.output_dir, STEP, inputs(plan), in_place=True, config=config):
         started = time.perf_counter()
         rows = run_plan(plan, log)
         results = collect_results(plan, rows, time.perf_counter() - started)
@@ -41,12 +40,6 @@ def inputs(plan: Plan) -> dict[str, list[str]]:
         "suite": [str(plan.cfg.suite)],
         "data": [f.path for task in plan.tasks for f in task.files.values()],
     }
-
-
-def _earlier_run(folder: Path) -> bool:
-    """A folder of an evaluation stopped before its end (by a version that wrote its record only then)."""
-    visible = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
-    return bool(visible) and visible <= {"data", "runs"}
 
 
 def run_plan(plan: Plan, log: Callable[[str], Any]) -> list[dict]:
