@@ -100,13 +100,12 @@ class TrainEvalCollator:
 class PretrainTrainer(Trainer):
     """Trainer that keeps the time spent in evaluation apart, for honest training throughput.
 
-    Data order for exact resume: map-style blocks come from `EpochSampler` (its epoch set here for every
-    epoch, also in a resumed, distributed run, where accelerate's skip wrapper does not pass `set_epoch` on);
-    a `PackedStream` gets a plain DataLoader: it splits itself across processes, and accelerate would
-    otherwise make every process read all of it."""
+    Data order for exact resume: map-style blocks come from `EpochSampler`, its epoch set as each epoch begins
+    (`SamplerEpoch`); a `PackedStream` gets a plain DataLoader: it splits itself across processes, and
+    accelerate would otherwise make every process read all of it."""
 
     eval_seconds = 0.0
-    _epoch_sampler: EpochSampler | None = None
+    epoch_sampler: EpochSampler | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -114,30 +113,30 @@ class PretrainTrainer(Trainer):
         # it (the stock head's forward has **kwargs), the Trainer would skip its division by the accumulation
         # steps and multiply by the number of processes: logged and eval losses times GA x world size.
         self.model_accepts_loss_kwargs = False
+        self.add_callback(SamplerEpoch(self))
 
+    # The one private method of Trainer overridden here: transformers has no public way to give the training
+    # DataLoader a sampler of one's own but to rebuild that DataLoader (accelerate's wrapping, worker seeding,
+    # column removal) in `get_train_dataloader`. tests/test_trainer.py fails, naming it, when transformers
+    # renames the method, changes its parameters or stops building the training DataLoader with it.
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if isinstance(dataset, BlockDataset):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            self._epoch_sampler = EpochSampler(len(dataset), seed)
-            return self._epoch_sampler
+            self.epoch_sampler = EpochSampler(len(dataset), seed)
+            return self.epoch_sampler
         return super()._get_train_sampler(train_dataset)
-
-    def _run_epoch(self, *args, **kwargs):
-        if self._epoch_sampler is not None and "epoch" in kwargs:
-            self._epoch_sampler.set_epoch(kwargs["epoch"])
-        return super()._run_epoch(*args, **kwargs)
 
     def get_train_dataloader(self):
         stream = self.train_dataset
         if not isinstance(stream, PackedStream):
             return super().get_train_dataloader()
         a = self.args
-        stream.configure(self._train_batch_size, a.process_index, a.world_size)
+        stream.configure(a.train_batch_size, a.process_index, a.world_size)
         workers = a.dataloader_num_workers
         return torch.utils.data.DataLoader(
             stream,
-            batch_size=self._train_batch_size,
+            batch_size=a.train_batch_size,
             collate_fn=self.data_collator,
             num_workers=workers,
             pin_memory=a.dataloader_pin_memory,
@@ -151,6 +150,22 @@ class PretrainTrainer(Trainer):
             return super().evaluate(*args, **kwargs)
         finally:
             self.eval_seconds += time.perf_counter() - t
+
+
+class SamplerEpoch(TrainerCallback):
+    """Sets the epoch of the trainer's `EpochSampler` as each epoch begins, to the epoch the Trainer starts:
+    `int(state.epoch)` (the Trainer sets `state.epoch` to epoch + (step + 1) / steps_in_epoch after each step, a
+    whole number at an epoch's end; a resumed run's state says where it stopped). The Trainer's own `set_epoch`
+    on the DataLoader does not reach the sampler through accelerate's wrappers in a resumed distributed run
+    (`SkipBatchSampler` around `BatchSamplerShard`)."""
+
+    def __init__(self, trainer: PretrainTrainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        sampler = self.trainer.epoch_sampler
+        if sampler is not None:
+            sampler.set_epoch(int(state.epoch or 0))
 
 
 class ExactResumeCallback(TrainerCallback):
