@@ -2,7 +2,7 @@
 
 Conditions: `idle`; `busy` (another process spins on one core for the whole run); `busy-late` (it starts
 half-way, so the tuner must notice). Settings: auto and each fixed count from 1 to all cores, alternating
-within each round. Every run trains what `mlm pretrain` builds (`make_ours` in throughput.py) for
+within each round. Every run trains what `mlm pretrain` builds (`make_ours`, which throughput.py passes in) for
 `--seconds` of wall clock; the figure is train tokens/s from the end of step 2 to the end, so the tuner's
 probes and rechecks are counted against it. Last lines: one JSON object per condition and setting, also
 written to `benchmarks/results/threads-busy.jsonl`.
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -70,10 +71,9 @@ class TimedRun(TrainerCallback):
         return control
 
 
-def one_run(paths: dict, setting: str, condition: str, opts, most: int) -> float:
+def one_run(paths: dict, setting: str, condition: str, opts, most: int, make_ours: Callable) -> float:
     """Train for `opts.seconds` with `cpu_threads: setting` under `condition`; tokens/s."""
     import datasets
-    from throughput import make_ours
     from transformers import AutoTokenizer
 
     torch.set_num_threads(most)
@@ -102,7 +102,9 @@ def one_run(paths: dict, setting: str, condition: str, opts, most: int) -> float
     return timed.steps * opts.batch_size * seq / timed.elapsed
 
 
-def run(opts) -> list[dict]:
+def run(opts, make_ours: Callable) -> list[dict]:
+    """Every condition and setting, `opts.rounds` times; `make_ours` is throughput.py's (the trainer of
+    `mlm pretrain`): passed in, so that this module does not import the one that runs it."""
     import datasets
     import transformers
 
@@ -121,7 +123,7 @@ def run(opts) -> list[dict]:
     for r in range(opts.rounds):
         for condition in conditions:
             for setting in settings if r % 2 == 0 else settings[::-1]:
-                rate = one_run(paths, setting, condition, opts, most)
+                rate = one_run(paths, setting, condition, opts, most, make_ours)
                 rates.setdefault((condition, setting), []).append(rate)
                 log(f"round {r + 1} {condition:9s} cpu_threads={setting:4s}: {rate:8.0f} tokens/s")
     rows = summarise(rates, conditions, settings, opts)

@@ -214,7 +214,7 @@ def make_ours(
     trainer.data_collator = collator
     reuse = device == "cpu" and cfg.cpu_reuse_memory
     if reuse:  # build_trainer switched it on; run_round switches it on for our rounds only
-        from mlm.modeling import reuse_freed_memory
+        from mlm.cpu.memory import reuse_freed_memory
 
         reuse_freed_memory(False)
     keys = ("optim", "bf16", "tf32", "dataloader_num_workers", "dataloader_pin_memory", "torch_compile")
@@ -225,9 +225,9 @@ def make_ours(
 def run_round(trainer, timer: StepTimer, steps: int, reuse_memory: bool = False) -> float:
     """Train `steps` more steps; return seconds per steady-state step.
 
-    `reuse_memory`: what `mlm pretrain` does on CPU (mlm.modeling.reuse_freed_memory, process-wide), switched
+    `reuse_memory`: what `mlm pretrain` does on CPU (mlm.cpu.memory.reuse_freed_memory, process-wide), switched
     on for this round only and back to glibc's steady state afterwards, so the baseline runs as stock."""
-    from mlm.modeling import reuse_freed_memory
+    from mlm.cpu.memory import reuse_freed_memory
 
     trainer.args.max_steps = steps  # every train() call starts a fresh TrainerState at step 0
     timer.arm(steps)
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if opts.busy:
         import busy
 
-        return busy.run(opts)
+        return busy.run(opts, make_ours)
     device = opts.device if opts.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     presets = (
         opts.presets.split(",")

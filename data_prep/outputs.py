@@ -76,7 +76,7 @@ def check_output(
     path: str | os.PathLike, step: str, inputs: InputPaths, own: Callable[[Path], bool] | None = None
 ) -> Path:
     """Raise UserError unless `path` may receive `step`'s output; return it resolved. `own` recognises a
-    folder of this step that has no `mlm_step.json` (a run of an older version killed before its end)."""
+    folder of this step that has no `mlm_step.json` (one that keeps a record of its own instead)."""
     out, where = _resolve(path), f"{step}: output_dir {path}"
     if out.exists() and not out.is_dir():
         raise UserError(f"{where} is an existing file, not a folder; name a folder for the output")

@@ -74,22 +74,12 @@ def read_complete(folder: str | os.PathLike) -> dict | None:
     return record
 
 
-def _legacy_complete(folder: Path, step: int) -> bool:
-    """A checkpoint written without completeness records (plain Trainer): its trainer_state.json, written
-    last by the Trainer, is there and says the same step."""
-    try:
-        return json.loads((folder / "trainer_state.json").read_text()).get("global_step") == step
-    except (OSError, ValueError):
-        return False
-
-
 def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
     """(newest complete checkpoint or None, incomplete checkpoints newer than it)."""
     found = _checkpoints(Path(output_dir))
-    legacy = not any((p / COMPLETE_FILE).exists() for _, p in found)
     skipped = []
-    for step, path in found:
-        if read_complete(path) is not None or (legacy and _legacy_complete(path, step)):
+    for _, path in found:
+        if read_complete(path) is not None:
             return path, skipped
         skipped.append(path)
     return None, skipped

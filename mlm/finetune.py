@@ -44,6 +44,7 @@ from data_prep.read import ReadOptions
 from data_prep.steps import write_step_metadata
 from data_prep.tokenizer import save_tokenizer, tokenizer_fingerprint
 from mlm import labelled_data, long_text, metrics
+from mlm.cpu.threads import CountTokens
 from mlm.distributed import destroy_process_group_at_exit
 from mlm.long_text import LONG_TEXT
 from mlm.metrics import MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
@@ -68,7 +69,6 @@ from mlm.run_record import (
     describe_hardware,
     spec_parts,
 )
-from mlm.threads import CountTokens
 
 logger = logging.getLogger(__name__)
 

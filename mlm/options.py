@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from transformers import TrainingArguments
 
 from data_prep.errors import UserError
+from mlm.cpu.threads import parse_cpu_threads
 
 # tracker (a `report_to` name) -> (modules of which one must be importable, the pip argument that installs it)
 TRACKERS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -176,17 +177,6 @@ def check_trackers(names: list[str]) -> None:
                             f"pip install {package}")  # fmt: skip
 
 
-def parse_cpu_threads(value: str) -> int | None:
-    """None for "auto", else the fixed thread count (>= 1); anything else is a `UserError`."""
-    text = str(value).strip().lower()
-    if text == "auto":
-        return None
-    _check(
-        text.isdigit() and int(text) >= 1, f"cpu_threads must be 'auto' or a positive integer, got {value!r}"
-    )
-    return int(text)
-
-
 def device_values(cfg: MlmTrainingArguments) -> dict[str, Any]:
     """The options left to the device, chosen: on a GPU bf16 autocast, TF32 (Ampere and newer), pinned
     memory and 4 persistent, prefetching loader workers, so the GPU never waits for masking; on the CPU fp32
@@ -228,7 +218,7 @@ def trainer_arguments(cfg: MlmTrainingArguments, **derived: Any) -> TrainingArgu
 def cpu_thread_tuner(cfg: MlmTrainingArguments, world_size: int):
     """Apply `cpu_threads`: a fixed count is set now; for 'auto' on a CPU run, the `ThreadTuner` callback to
     add to the Trainer (None where there is nothing to tune)."""
-    from mlm.threads import configure_cpu_threads
+    from mlm.cpu.threads import configure_cpu_threads
 
     return configure_cpu_threads(cfg.cpu_threads, not on_gpu(cfg), world_size)
 

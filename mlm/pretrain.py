@@ -29,6 +29,7 @@ from mlm.checkpoints import (
     start_over,
     stream_start,
 )
+from mlm.cpu.memory import ReleaseFreedMemory
 from mlm.data import BlockDataset, FixedEvalSet, load_packed, packed_stats
 from mlm.distributed import destroy_process_group_at_exit
 from mlm.masking import MaskingConfig, check_masking
@@ -55,7 +56,6 @@ from mlm.trainer import (
     ExactResumeCallback,
     MaskRateSchedule,
     PretrainTrainer,
-    ReleaseFreedMemory,
     RunRecordCallback,
     TimeBudget,
     TrainEvalCollator,
@@ -420,7 +420,7 @@ def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: Pretra
         train_set = BlockDataset(data.splits["train"])
     destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
     if cfg.cpu_reuse_memory and not (torch.cuda.is_available() and not cfg.use_cpu):
-        from mlm.modeling import reuse_freed_memory
+        from mlm.cpu.memory import reuse_freed_memory
 
         reuse_freed_memory(True)  # process-wide: the step's large tensors are reused, not re-faulted
     train_collator = objective.collator(None)

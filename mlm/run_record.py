@@ -1,10 +1,9 @@
 """The typed record of a run (`run_info.json`): written by pretraining and fine-tuning, read by the model card,
 `mlm evaluate` and the Hub code.
 
-Every field is optional (None = not known), so a card can be written for any folder. Reading tolerates records
-written by older versions: unknown keys are ignored, missing ones stay None, and a record from before objectives
-were recorded (the masked-language-modelling-only versions) gets that objective back (`_upgrade`). Nothing here
-is a secret or a local path: corpus and labelled-data specs keep only Hub dataset names and file *names*.
+Every field is optional (None = not known), so a card can be written for any folder. Reading never fails on a
+record: unknown keys and values of the wrong kind are dropped, missing ones stay None. Nothing here is a secret
+or a local path: corpus and labelled-data specs keep only Hub dataset names and file *names*.
 """
 
 from __future__ import annotations
@@ -152,8 +151,8 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RunRecord:
-        """The record in `data` (a parsed run_info.json, any version); unknown or ill-typed values are dropped."""
-        return _build(cls, _upgrade(dict(data or {})))
+        """The record in `data` (a parsed run_info.json); unknown or ill-typed values are dropped."""
+        return _build(cls, dict(data or {}))
 
     def save(self, folder: str | Path) -> Path:
         """Write `folder/run_info.json` atomically (a new file renamed over the old: hard links keep theirs)."""
@@ -178,9 +177,10 @@ class RunRecord:
         return cls.from_dict(data)
 
 
-# ---- records of older versions ------------------------------------------------------------------------------
-# Before objectives were recorded, every run was masked language modelling, with its masking under `training`.
-LEGACY_OBJECTIVE = {
+# ---- a folder without a record ---------------------------------------------------------------------------------
+# A model folder with no run_info.json (one this package did not write) says only its architecture: a
+# `*ForMaskedLM` checkpoint was trained by masked language modelling.
+MASKED_LM_OBJECTIVE = {
     "name": "mlm",
     "description": "masked language modelling",
     "pipeline_tag": "fill-mask",
@@ -196,65 +196,14 @@ LEGACY_OBJECTIVE = {
 def legacy_objective(architecture: str | None) -> ObjectiveFacts:
     """The objective a checkpoint with no record implies: masked language modelling for a `*ForMaskedLM`."""
     if architecture and architecture.endswith("ForMaskedLM"):
-        return _build(ObjectiveFacts, LEGACY_OBJECTIVE)
+        return _build(ObjectiveFacts, MASKED_LM_OBJECTIVE)
     return ObjectiveFacts()
-
-
-def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A record of an older version in today's shape: the objective it implied, fine-tuning metrics by split."""
-    if data.get("finetune") and "kind" not in data:
-        data["kind"] = "finetune"
-    if data and "objective" not in data:
-        objective = json.loads(json.dumps(LEGACY_OBJECTIVE))
-        training = data.get("training") if isinstance(data.get("training"), dict) else {}
-        masking = _masking_text(training.get("masking"))
-        if masking:
-            objective["facts"] = {"Masking": masking}
-        data["objective"] = objective
-    finetune = data.get("finetune")
-    if isinstance(finetune, dict):
-        split = str(finetune.get("split") or "test")
-        data["finetune"] = {
-            **finetune,
-            **{k: _by_split(finetune.get(k), split) for k in ("metrics", "scratch_metrics") if k in finetune},
-        }
-    return data
-
-
-def _by_split(metrics: Any, split: str) -> Any:
-    """Old fine-tuning metrics were one flat dict (`eval_accuracy`, ...) of one split: nest them under it."""
-    if not isinstance(metrics, dict) or not metrics or any(isinstance(v, dict) for v in metrics.values()):
-        return metrics
-    return {
-        split: {k.split("_", 1)[1] if k.startswith(("eval_", "test_")) else k: v for k, v in metrics.items()}
-    }
-
-
-def _masking_text(masking: Any) -> str | None:
-    """ "whole_word, rate 0.15, ..." from the old `training.masking` dict (strategy and rate first)."""
-    if not isinstance(masking, dict):
-        return str(masking) if masking not in (None, "", [], {}) else None
-    rest = {k: v for k, v in masking.items() if v is not None and v != ""}
-    strategy = next((rest.pop(k) for k in ("strategy", "kind", "name", "type") if k in rest), None)
-    rate = next(
-        (rest.pop(k) for k in ("mlm_probability", "rate", "mask_rate", "probability") if k in rest), None
-    )
-    parts = [str(strategy)] if strategy is not None else []
-    parts += [f"rate {rate:.4g}" if isinstance(rate, float) else f"rate {rate}"] if rate is not None else []
-    parts += [f"{str(k).replace('_', ' ')} {_plain(v)}" for k, v in rest.items()]
-    return ", ".join(parts) or None
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 # ---- building dataclasses from JSON ----------------------------------------------------------------------------
 def _build(cls: type, data: dict[str, Any]) -> Any:
     """`cls(**data)` for the keys `cls` knows, nested dataclasses built likewise; values of the wrong kind
-    are dropped (a record from another version must never stop a card from being written)."""
+    are dropped (a damaged or hand-edited record must never stop a card from being written)."""
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):

@@ -1,10 +1,9 @@
 """The pretraining `Trainer` and its callbacks: time budget, exact resume, the run record in checkpoints,
-freed memory given back."""
+the mask-rate schedule."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,6 @@ from data_prep.io import match_file_modes
 from data_prep.tokenizer import portable_tokenizer_config
 from mlm.checkpoints import mark_complete, resumed_step, rotate_complete
 from mlm.data import BlockDataset, stack_collate
-from mlm.modeling import release_freed_memory
 from mlm.run_record import RunRecord
 from mlm.streaming import EpochSampler, PackedStream, step_seed
 
@@ -103,13 +101,12 @@ class TrainEvalCollator:
 class PretrainTrainer(Trainer):
     """Trainer that keeps the time spent in evaluation apart, for honest training throughput.
 
-    Data order for exact resume: map-style blocks come from `EpochSampler` (its epoch set here for every
-    epoch, also in a resumed, distributed run, where accelerate's skip wrapper does not pass `set_epoch` on);
-    a `PackedStream` gets a plain DataLoader: it splits itself across processes, and accelerate would
-    otherwise make every process read all of it."""
+    Data order for exact resume: map-style blocks come from `EpochSampler`, its epoch set as each epoch begins
+    (`SamplerEpoch`); a `PackedStream` gets a plain DataLoader: it splits itself across processes, and
+    accelerate would otherwise make every process read all of it."""
 
     eval_seconds = 0.0
-    _epoch_sampler: EpochSampler | None = None
+    epoch_sampler: EpochSampler | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -117,30 +114,30 @@ class PretrainTrainer(Trainer):
         # it (the stock head's forward has **kwargs), the Trainer would skip its division by the accumulation
         # steps and multiply by the number of processes: logged and eval losses times GA x world size.
         self.model_accepts_loss_kwargs = False
+        self.add_callback(SamplerEpoch(self))
 
+    # The one private method of Trainer overridden here: transformers has no public way to give the training
+    # DataLoader a sampler of one's own but to rebuild that DataLoader (accelerate's wrapping, worker seeding,
+    # column removal) in `get_train_dataloader`. tests/test_trainer.py fails, naming it, when transformers
+    # renames the method, changes its parameters or stops building the training DataLoader with it.
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if isinstance(dataset, BlockDataset):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            self._epoch_sampler = EpochSampler(len(dataset), seed)
-            return self._epoch_sampler
+            self.epoch_sampler = EpochSampler(len(dataset), seed)
+            return self.epoch_sampler
         return super()._get_train_sampler(train_dataset)
-
-    def _run_epoch(self, *args, **kwargs):
-        if self._epoch_sampler is not None and "epoch" in kwargs:
-            self._epoch_sampler.set_epoch(kwargs["epoch"])
-        return super()._run_epoch(*args, **kwargs)
 
     def get_train_dataloader(self):
         stream = self.train_dataset
         if not isinstance(stream, PackedStream):
             return super().get_train_dataloader()
         a = self.args
-        stream.configure(self._train_batch_size, a.process_index, a.world_size)
+        stream.configure(a.train_batch_size, a.process_index, a.world_size)
         workers = a.dataloader_num_workers
         return torch.utils.data.DataLoader(
             stream,
-            batch_size=self._train_batch_size,
+            batch_size=a.train_batch_size,
             collate_fn=self.data_collator,
             num_workers=workers,
             pin_memory=a.dataloader_pin_memory,
@@ -154,6 +151,22 @@ class PretrainTrainer(Trainer):
             return super().evaluate(*args, **kwargs)
         finally:
             self.eval_seconds += time.perf_counter() - t
+
+
+class SamplerEpoch(TrainerCallback):
+    """Sets the epoch of the trainer's `EpochSampler` as each epoch begins, to the epoch the Trainer starts:
+    `int(state.epoch)` (the Trainer sets `state.epoch` to epoch + (step + 1) / steps_in_epoch after each step, a
+    whole number at an epoch's end; a resumed run's state says where it stopped). The Trainer's own `set_epoch`
+    on the DataLoader does not reach the sampler through accelerate's wrappers in a resumed distributed run
+    (`SkipBatchSampler` around `BatchSamplerShard`)."""
+
+    def __init__(self, trainer: PretrainTrainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        sampler = self.trainer.epoch_sampler
+        if sampler is not None:
+            sampler.set_epoch(int(state.epoch or 0))
 
 
 class ExactResumeCallback(TrainerCallback):
@@ -229,52 +242,3 @@ class MaskRateSchedule(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._set(state)
-
-
-def resident_bytes() -> int | None:
-    """The memory this process holds in RAM now (Linux: /proc/self/statm); None where that is unknown."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class ReleaseFreedMemory(TrainerCallback):
-    """Give freed memory back to the system whenever the process has grown by `margin` bytes.
-
-    A step's large tensors change size with the number of masked tokens in the batch, so the allocator's
-    free memory fragments and the resident size creeps up step after step, never used again (on CPU, `tiny`
-    with a 16k vocabulary: about 9 MB a step, 0.6 GB in 70 steps, with or without `cpu_reuse_memory`).
-    The size at the end of the first step after a trim is the working set (with the step's freed memory,
-    kept for the next step); once the process has grown `margin` past it, freed memory is given back (the
-    next step then page-faults its memory in again, once in many steps). At the end of training, whatever
-    training freed is given back."""
-
-    def __init__(self, margin: int = 256 * 2**20) -> None:
-        self.margin = margin
-        self.working_set: int | None = None  # measured after the first step since the last trim
-        self.trims = 0
-
-    def _check(self) -> None:
-        now = resident_bytes()
-        if now is None:
-            return
-        if self.working_set is None:
-            self.working_set = now
-        elif now - self.working_set > self.margin:
-            release_freed_memory()
-            self.trims += 1
-            self.working_set = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.working_set = None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._check()
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        self._check()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        release_freed_memory()

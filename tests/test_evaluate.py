@@ -23,7 +23,7 @@ WORDS = "the a film movie story plot actor scene was is it this very long short 
 
 def _pretrain_cfg(packed_dir: Path, out: Path, **kw) -> PretrainConfig:
     """Keeps every checkpoint (for the pretraining curve), no evaluation during training."""
-    base = dict(eval_steps=0, save_total_limit=1, save_total_limit=None, max_eval_samples=16)
+    base = dict(eval_steps=0, save_total_limit=None, max_eval_samples=16)
     return tiny_pretrain_config(packed_dir, out, **{**base, **kw})
 
 

@@ -22,6 +22,7 @@ from mlm.model_card import (
 from mlm.run_record import FinetuneFacts, ModelFacts, ObjectiveFacts, RunRecord, TrainingFacts
 
 PRETRAIN_INFO = {
+    "kind": "pretrain",
     "repo_id": "someone/tiny-bert-pydocs",
     "license": "mit",
     "language": "en",
@@ -33,6 +34,18 @@ PRETRAIN_INFO = {
     },
     "tokenizer": {"kind": "wordpiece", "vocab_size": 8192},
     "model": {"preset": "mini", "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4},
+    "objective": {
+        "name": "mlm",
+        "description": "masked language modelling",
+        "pipeline_tag": "fill-mask",
+        "facts": {"Masking": "whole_word, rate 0.15"},
+        "tags": ["masked-language-modeling"],
+        "metric_labels": {
+            "eval_loss": "MLM loss",
+            "perplexity": "Perplexity",
+            "masked_accuracy": "Masked-token accuracy",
+        },
+    },
     "training": {
         "steps": 1500,
         "tokens_seen": 24576000,
@@ -40,7 +53,6 @@ PRETRAIN_INFO = {
         "learning_rate": 0.0005,
         "lr_scheduler_type": "linear",
         "warmup": 100,
-        "masking": {"strategy": "whole_word", "mlm_probability": 0.15},
         "hardware": "1 x NVIDIA H100 80GB HBM3",
         "wall_time_s": 3725.4,
     },
@@ -145,14 +157,15 @@ def test_finetuned_card_has_model_index_and_scratch_baseline(tmp_path: Path):
 
     folder = _folder(tmp_path, arch="BertForSequenceClassification", id2label={"0": "json", "1": "os"})
     info = {
+        "kind": "finetune",
         "repo_id": "someone/tiny-bert-pydocs-cls",
         "corpus": {"spec": "builtin:pydocs", "documents": 900},
         "finetune": {
             "task": "pydocs package classification",
             "data": "builtin:pydocs",
             "base_model": "someone/tiny-bert-pydocs",
-            "metrics": {"eval_accuracy": 0.8125, "eval_f1": 0.79321, "eval_loss": 0.61, "eval_runtime": 1.2},
-            "scratch_metrics": {"eval_accuracy": 0.5625, "eval_f1": 0.5},
+            "metrics": {"test": {"accuracy": 0.8125, "f1": 0.79321, "loss": 0.61, "runtime": 1.2}},
+            "scratch_metrics": {"test": {"accuracy": 0.5625, "f1": 0.5}},
         },
     }
     card = render_model_card(folder, info)

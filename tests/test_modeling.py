@@ -12,9 +12,9 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, PreTrainedTokenizerFast, pipeline
 
 from data_prep.errors import UserError
+from mlm.heads import BertForMaskedOnlyLM
 from mlm.modeling import (
     PRESETS,
-    BertForMaskedOnlyLM,
     build_config,
     build_model,
     check_tokenizer_matches,

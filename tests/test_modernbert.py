@@ -18,7 +18,8 @@ from transformers import (
 )
 
 from data_prep.errors import UserError
-from mlm.modeling import ModernBertForMaskedOnlyLM, build_config, build_model, count_parameters
+from mlm.heads import ModernBertForMaskedOnlyLM
+from mlm.modeling import build_config, build_model, count_parameters
 from mlm.pretrain import pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

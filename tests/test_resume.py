@@ -215,13 +215,3 @@ def test_incomplete_checkpoints_are_ignored_and_removed(packed_dir, tmp_path):
     cfg = PretrainConfig(**_kw(packed_dir, out, max_steps=6, resume_from_checkpoint="latest"))
     assert Path(resolve_resume(cfg.resume, cfg.output_dir)).name == "checkpoint-2"
     assert not partial.exists() and not (out / "checkpoint-4").exists()  # removed: they can never be used
-
-
-def test_legacy_checkpoints_without_markers_still_resume(tmp_path):
-    for step in (2, 4):
-        folder = tmp_path / f"checkpoint-{step}"
-        folder.mkdir()
-        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-    (tmp_path / "checkpoint-6").mkdir()  # killed before trainer_state.json
-    newest, skipped = latest_complete_checkpoint(tmp_path)
-    assert newest.name == "checkpoint-4" and [p.name for p in skipped] == ["checkpoint-6"]

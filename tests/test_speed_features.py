@@ -175,7 +175,7 @@ def test_fixed_count_compiles_to_one_graph(blocks_and_tokenizer):
 @pytest.mark.parametrize("threads", [1, 2])  # the weight gradient's matmul layout depends on it
 @pytest.mark.parametrize("scale", [1.0, 300.0])  # 300: some target probabilities underflow to 0
 def test_fused_cpu_loss_matches_cross_entropy(scale, threads, monkeypatch):
-    from mlm.modeling import LinearCrossEntropy
+    from mlm.heads import LinearCrossEntropy
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     g = torch.Generator().manual_seed(0)
@@ -198,7 +198,7 @@ def test_fused_cpu_loss_matches_cross_entropy(scale, threads, monkeypatch):
 
 
 def test_reuse_freed_memory_switches_back():
-    from mlm.modeling import reuse_freed_memory
+    from mlm.cpu.memory import reuse_freed_memory
 
     on = reuse_freed_memory(True)
     try:
@@ -208,7 +208,7 @@ def test_reuse_freed_memory_switches_back():
 
 
 def test_cpu_dropout_distribution_and_gradient():
-    from mlm.modeling import cpu_dropout
+    from mlm.cpu.kernels import cpu_dropout
 
     x = torch.ones(1_000_000, requires_grad=True)
     y = cpu_dropout(x, 0.1)
@@ -224,7 +224,7 @@ def test_cpu_training_attention_matches_stock(padded):
     """The CPU training kernels (attention, dropout) compute what BertForMaskedLM's do, dropout off."""
     from transformers import BertForMaskedLM
 
-    from mlm.modeling import CpuDropout, CpuTrainingSelfAttention
+    from mlm.cpu.kernels import CpuDropout, CpuTrainingSelfAttention
 
     overrides = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from data_prep.errors import UserError
-from mlm.options import TrainerOptions, parse_cpu_threads
-from mlm.threads import ThreadTuner, candidate_counts, configure_cpu_threads
+from mlm.cpu.threads import ThreadTuner, candidate_counts, configure_cpu_threads, parse_cpu_threads
+from mlm.options import TrainerOptions
 
 # seconds per step on a 2-core machine: idle, 2 threads are faster; with one core busy, 1 thread is
 STEP_S = {(2, False): 0.10, (1, False): 0.17, (2, True): 0.46, (1, True): 0.18}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from data_prep.outputs import output_folder
 from mlm.evaluate.config import EvaluateConfig
 from mlm.evaluate.data import TaskData, prepare_task_data
 from mlm.evaluate.plan import Plan, make_plan
+from mlm.evaluate.plots import write_plots
 from mlm.evaluate.progress import Progress, quiet
 from mlm.evaluate.results import STEP, collect_results, group_rows, write_results
 from mlm.evaluate.runs import execute
@@ -23,10 +23,11 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], Any] = print) -> dict[str
     cfg.validate()
     plan = make_plan(cfg, load_suite(cfg.suite))
     config = dataclasses.asdict(cfg)
-    with output_folder(plan.output_dir, STEP, inputs(plan), in_place=True, own=_earlier_run, config=config):
+    with output_folder(plan.output_dir, STEP, inputs(plan), in_place=True, config=config):
         started = time.perf_counter()
         rows = run_plan(plan, log)
         results = collect_results(plan, rows, time.perf_counter() - started)
+        results["plots"] = write_plots(results, plan.output_dir)
         table = write_results(results, plan)
     log("\n" + table)
     return results
@@ -39,12 +40,6 @@ def inputs(plan: Plan) -> dict[str, list[str]]:
         "suite": [str(plan.cfg.suite)],
         "data": [f.path for task in plan.tasks for f in task.files.values()],
     }
-
-
-def _earlier_run(folder: Path) -> bool:
-    """A folder of an evaluation stopped before its end (by a version that wrote its record only then)."""
-    visible = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
-    return bool(visible) and visible <= {"data", "runs"}
 
 
 def run_plan(plan: Plan, log: Callable[[str], Any]) -> list[dict]:

@@ -1,4 +1,5 @@
-"""What an evaluation will run: the tasks, label fractions, seeds and models of a config and a suite.
+"""What an evaluation will run: the tasks, label fractions, seeds and models of a config and a suite; what each
+run gives (`Outcome`).
 
 Every run is listed before the first starts (for the progress line's "run 3/24" and its ETA), grouped as the
 results table groups them: one group per task, method, label fraction and model, one run per seed.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from data_prep.errors import UserError
 from mlm.evaluate.config import EvaluateConfig, parse_fractions, split_names
@@ -51,6 +53,15 @@ class Run:
         g = self.group
         what = g.model.name if g.intermediate else g.method
         return f"task {g.task.name}, {what}, {g.fraction * 100:g}% labels, seed {self.seed}"
+
+
+@dataclass
+class Outcome:
+    """What a run gave: its metrics, whether they were reused from an earlier evaluation, the seconds it took."""
+
+    result: dict[str, Any]
+    reused: bool
+    seconds: float
 
 
 @dataclass

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mlm.progress import library_output
 
 if TYPE_CHECKING:
-    from mlm.evaluate.plan import Run
-    from mlm.evaluate.runs import Outcome
+    from mlm.evaluate.plan import Outcome, Run
 
 
 class Progress:

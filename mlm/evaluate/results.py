@@ -73,12 +73,11 @@ def collect_results(plan: Plan, rows: list[dict], runtime_s: float) -> dict:
 
 
 def write_results(results: dict, plan: Plan) -> str:
-    """Write the plots, results.json, results.md and mlm_step.json; return the Markdown table."""
+    """Write results.json, results.md (showing the plots `results["plots"]` names, drawn before by
+    `mlm.evaluate.plots.write_plots`) and mlm_step.json; return the Markdown table."""
     from data_prep.steps import write_step_metadata
-    from mlm.evaluate.plots import write_plots
 
     out = plan.output_dir
-    results["plots"] = write_plots(results, out)
     write_json(out / "results.json", results)
     text = results_markdown(results)
     (out / ".results.md.tmp").write_text(text + "\n")

@@ -7,7 +7,6 @@ on (config, data, model weights); `mlm evaluate` run again reuses the metrics wh
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ from data_prep.io import read_json, write_json
 from data_prep.steps import config_values, file_fingerprint
 from mlm.config import config_from_dict
 from mlm.evaluate.data import LABEL, TEXT, TEXT_PAIR, TaskData
-from mlm.evaluate.plan import Plan, Run
+from mlm.evaluate.plan import Outcome, Plan, Run
 from mlm.evaluate.progress import quiet
 from mlm.evaluate.suite import Task
 
@@ -26,15 +25,6 @@ if TYPE_CHECKING:
 RUN_RECORD = "evaluate_run.json"
 METRICS_FILE = "metrics.json"
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-
-
-@dataclass
-class Outcome:
-    """A run's metrics, whether they were reused from an earlier evaluation, and the seconds it took."""
-
-    result: dict[str, Any]
-    reused: bool
-    seconds: float
 
 
 def execute(plan: Plan, run: Run, data: TaskData) -> Outcome:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import evaluate
 from sklearn.metrics import accuracy_score
 
-from mlm.metrics import _arrays
+from mlm.metrics import common
 
 _DESCRIPTION = "Accuracy is the proportion of correct predictions among all predictions made."
 
@@ -38,10 +38,10 @@ class Accuracy(evaluate.Metric):
     """Accuracy, computed by scikit-learn (no Hub download)."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return _arrays.label_metric_info(
+        return common.label_metric_info(
             _DESCRIPTION, _CITATION, _INPUTS, "https://en.wikipedia.org/wiki/Accuracy_and_precision"
         )
 
     def _compute(self, predictions, references, normalize: bool = True) -> dict:
-        score = _arrays.sklearn_score(accuracy_score, predictions, references, normalize=normalize)
+        score = common.sklearn_score(accuracy_score, predictions, references, normalize=normalize)
         return {"accuracy": score if normalize else int(score)}

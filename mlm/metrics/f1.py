@@ -6,7 +6,7 @@ import evaluate
 import numpy as np
 from sklearn.metrics import f1_score
 
-from mlm.metrics import _arrays
+from mlm.metrics import common
 
 AVERAGES = ("binary", "macro", "micro", "weighted")
 
@@ -49,7 +49,7 @@ class F1(evaluate.Metric):
     """F1 score, computed by scikit-learn's f1_score (no Hub download)."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return _arrays.label_metric_info(
+        return common.label_metric_info(
             _DESCRIPTION, _CITATION, _INPUTS, "https://en.wikipedia.org/wiki/F-score"
         )
 
@@ -59,7 +59,7 @@ class F1(evaluate.Metric):
         if average not in AVERAGES:
             raise ValueError(f"f1: unknown average {average!r}; valid: {', '.join(AVERAGES)}")
         if average == "binary":
-            labels = np.union1d(*_arrays.as_label_arrays(predictions, references))
+            labels = np.union1d(*common.as_label_arrays(predictions, references))
             if labels.size > 2:
                 raise ValueError(
                     f"f1: average='binary' needs 2 classes, found {labels.size}; use average='macro'"
@@ -67,7 +67,7 @@ class F1(evaluate.Metric):
             if pos_label not in labels:  # no reference and no prediction of the positive class
                 return {"f1": 0.0}
         kwargs = {"pos_label": pos_label} if average == "binary" else {}
-        score = _arrays.sklearn_score(
+        score = common.sklearn_score(
             f1_score, predictions, references, average=average, zero_division=0.0, **kwargs
         )
         return {"f1": score}

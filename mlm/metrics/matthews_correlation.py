@@ -5,7 +5,7 @@ from __future__ import annotations
 import evaluate
 from sklearn.metrics import matthews_corrcoef
 
-from mlm.metrics import _arrays
+from mlm.metrics import common
 
 _DESCRIPTION = """\
 The Matthews correlation coefficient measures the quality of classifications from the whole confusion
@@ -51,10 +51,10 @@ class MatthewsCorrelation(evaluate.Metric):
     """Matthews correlation, computed by scikit-learn (no Hub download)."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return _arrays.label_metric_info(
+        return common.label_metric_info(
             _DESCRIPTION, _CITATION, _INPUTS, "https://en.wikipedia.org/wiki/Phi_coefficient"
         )
 
     def _compute(self, predictions, references) -> dict:
-        score = _arrays.sklearn_score(matthews_corrcoef, predictions, references)
+        score = common.sklearn_score(matthews_corrcoef, predictions, references)
         return {"matthews_correlation": score}

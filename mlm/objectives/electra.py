@@ -20,8 +20,9 @@ from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTrainin
 from transformers.utils import ModelOutput
 
 from data_prep.errors import UserError
+from mlm.cpu.kernels import use_cpu_training_kernels
+from mlm.heads import SavesAsNative
 from mlm.masking import MaskingCollator, MaskingConfig
-from mlm.modeling import SavesAsNative, use_cpu_training_kernels
 from mlm.objectives import Objective, register
 from mlm.objectives.mlm import masking_text
 from mlm.run_record import ObjectiveFacts

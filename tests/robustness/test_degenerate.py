@@ -21,10 +21,9 @@ from data_prep.packing import PackConfig, pack
 from data_prep.prepare import PrepareConfig, prepare
 from data_prep.text import DEFAULT_MAX_DOCUMENT_CHARS, has_visible_text, split_document
 from data_prep.tokenizer import TokenizerConfig, train_tokenizer
+from mlm.cpu.memory import ReleaseFreedMemory, release_freed_memory, resident_bytes
 from mlm.finetune import FinetuneConfig, finetune
 from mlm.labelled_data import load_labelled
-from mlm.modeling import release_freed_memory
-from mlm.trainer import ReleaseFreedMemory, resident_bytes
 
 INVISIBLE = [
     "\u200b",

@@ -32,8 +32,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from data_prep.errors import UserError
 from data_prep.progress import quiet
-from mlm.options import parse_cpu_threads
 
 logger = logging.getLogger("mlm")
 
@@ -176,6 +176,16 @@ class CountTokens:
         batch = self.collator(features)
         self.tuner.tokens = int(batch["input_ids"].numel())
         return batch
+
+
+def parse_cpu_threads(value: str) -> int | None:
+    """None for "auto", else the fixed thread count (>= 1); anything else is a `UserError`."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if not (text.isdigit() and int(text) >= 1):
+        raise UserError(f"cpu_threads must be 'auto' or a positive integer, got {value!r}")
+    return int(text)
 
 
 def configure_cpu_threads(value: str, on_cpu: bool, world_size: int) -> ThreadTuner | None:
