@@ -73,13 +73,13 @@ def test_push_sends_what_a_model_repo_needs_and_no_local_path(
         "README.md",
         "run_info.json",
         "mlm_step.json",
-        "training_args.bin",
         "generator/config.json",
         "generator/model.safetensors",
         "generator/tokenizer.json",
     }
     assert (
-        "not pushed (not part of a model repo): checkpoint-2/, generator/notes.txt, log_history.json, metrics.json, predictions.jsonl"
+        "not pushed (not part of a model repo): checkpoint-2/, generator/notes.txt, log_history.json, metrics.json, "
+        "predictions.jsonl, training_args.bin"
         in r.stderr
     )
     pushed = json.loads(files["mlm_step.json"])
@@ -100,8 +100,8 @@ def test_push_refuses_a_run_folder_and_names_the_models_in_it(tiny_model: Path, 
     (run_folder / "metrics.json").write_text("{}")
     assert main(["push", str(run_folder), "tester/x"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"error: cannot push {run_folder}: it is a training run folder, not a model; push the model in "
-                   f"it: {run_folder / 'final'}, {run_folder / 'checkpoint-500'}")  # fmt: skip
+    assert err == (f"error: cannot push {run_folder}: it is not a model folder; push a model folder inside it: "
+                   f"{run_folder / 'final'}, {run_folder / 'checkpoint-500'}")  # fmt: skip
     shutil.rmtree(run_folder / "final")
     assert main(["push", str(run_folder), "tester/x"]) == 2
     assert str(run_folder / "checkpoint-500") in capsys.readouterr().err
