@@ -79,8 +79,7 @@ def test_push_sends_what_a_model_repo_needs_and_no_local_path(
     }
     assert (
         "not pushed (not part of a model repo): checkpoint-2/, generator/notes.txt, log_history.json, metrics.json, "
-        "predictions.jsonl, training_args.bin"
-        in r.stderr
+        "predictions.jsonl, training_args.bin" in r.stderr
     )
     pushed = json.loads(files["mlm_step.json"])
     assert pushed["config"] == {"data_dir": "packed", "output_dir": "pretrain", "corpus": ["hf:imdb", "c.jsonl"],
@@ -132,9 +131,9 @@ def test_finetune_pushes_the_classifier_with_its_card(hub: HubServer, checkpoint
         and card.data.language == "en"
         and card.data.datasets == ["someone/reviews"]
     )
-    assert {(e.dataset_split, e.metric_type) for e in card.data.eval_results} == {
-        ("test", "accuracy"),
-        ("test", "f1_macro"),
+    assert {(e.dataset_split, e.metric_type, str(e.metric_args)) for e in card.data.eval_results} == {
+        ("test", "accuracy", "None"),
+        ("test", "f1", "{'average': 'macro'}"),
     }
     assert "# sentiment" in card.text and 'model="tester/sentiment"' in card.text
     assert files["README.md"] == (out / "README.md").read_bytes()  # the local card names the repo too
