@@ -2,12 +2,13 @@
 
 Specs: local files (`.txt` and other plain text such as `.md` and `.rst`, `.jsonl`/`.json`, `.csv`/`.tsv`,
 `.parquet`, any of them `.gz`); folders and globs of them (corpora: the files they hold in no such format are
-named in one warning, never skipped in silence); a folder written by `datasets.save_to_disk` (`PATH@SPLIT`, labelled data); Hub datasets
-`hf:NAME[:CONFIG][@SPLIT]`; and `builtin:pydocs[@SPLIT]`. Local files stream in batches (bounded memory),
-except a JSON file holding one list or object, which is read whole.
+named in one warning, never skipped in silence); a folder written by `datasets.save_to_disk` (`PATH@SPLIT`,
+labelled data); Hub datasets `hf:NAME[:CONFIG][@SPLIT]`; and `builtin:pydocs[@SPLIT]`. Local files stream in
+batches (bounded memory), except a JSON file holding one list or object, which is read whole.
 
 Formats:
-- `.txt` and the plain-text suffixes (`TEXT_SUFFIXES`: `.md`, `.rst`, ...): a document per non-empty line (`txt_mode: line`) or per blank-line-separated paragraph.
+- `.txt` and the plain-text suffixes (`TEXT_SUFFIXES`: `.md`, `.rst`, ...): a document per non-empty line
+  (`txt_mode: line`) or per blank-line-separated paragraph.
 - `.jsonl` / `.json`: JSON lines, one JSON list of objects, or one object of columns (`{"text": [...]}`).
 - `.csv`: standard CSV quoting, read strictly: a quote left open (which would swallow the rows after it)
   makes a bad line.

@@ -58,7 +58,7 @@ def check_weights(folder: str | os.PathLike) -> None:
 
 
 def is_model_folder(folder: str | os.PathLike) -> bool:
-    """Whether `folder` holds a model `from_pretrained` loads: a config.json and weights (safetensors or pickled)."""
+    """Whether `folder` holds a model `from_pretrained` loads: config.json and weights (safetensors or pickled)."""
     folder = Path(folder)
     weights = SAFE_WEIGHTS + PICKLED_WEIGHTS
     return (folder / "config.json").is_file() and any((folder / name).is_file() for name in weights)
