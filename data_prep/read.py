@@ -1,12 +1,14 @@
 """Read every input format, for corpora and labelled data alike, with one set of errors.
 
-Specs: local files (`.txt`, `.jsonl`/`.json`, `.csv`/`.tsv`, `.parquet`, any of them `.gz`); folders and globs
-of them (corpora); a folder written by `datasets.save_to_disk` (`PATH@SPLIT`, labelled data); Hub datasets
-`hf:NAME[:CONFIG][@SPLIT]`; and `builtin:pydocs[@SPLIT]`. Local files stream in batches (bounded memory),
-except a JSON file holding one list or object, which is read whole.
+Specs: local files (`.txt` and other plain text such as `.md` and `.rst`, `.jsonl`/`.json`, `.csv`/`.tsv`,
+`.parquet`, any of them `.gz`); folders and globs of them (corpora: the files they hold in no such format are
+named in one warning, never skipped in silence); a folder written by `datasets.save_to_disk` (`PATH@SPLIT`,
+labelled data); Hub datasets `hf:NAME[:CONFIG][@SPLIT]`; and `builtin:pydocs[@SPLIT]`. Local files stream in
+batches (bounded memory), except a JSON file holding one list or object, which is read whole.
 
 Formats:
-- `.txt`: a document per non-empty line (`txt_mode: line`) or per blank-line-separated paragraph.
+- `.txt` and the plain-text suffixes (`TEXT_SUFFIXES`: `.md`, `.rst`, ...): a document per non-empty line
+  (`txt_mode: line`) or per blank-line-separated paragraph.
 - `.jsonl` / `.json`: JSON lines, one JSON list of objects, or one object of columns (`{"text": [...]}`).
 - `.csv`: standard CSV quoting, read strictly: a quote left open (which would swallow the rows after it)
   makes a bad line.
@@ -37,6 +39,7 @@ import os
 import re
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,9 @@ from data_prep.errors import UserError
 from data_prep.text import BATCH_CHARS, split_document
 
 SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
+# Plain text to a user: read as .txt (a document per line, or per paragraph).
+TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".asciidoc", ".org", ".tex")
+_NAMED_SKIPS = 5  # a warning names up to this many unread files; more are counted by extension
 TXT_MODES = ("line", "paragraph")
 ENCODING_ERRORS = ("strict", "replace")
 BAD_LINES = ("error", "skip")
@@ -116,7 +122,10 @@ class Source:
 
 
 def _format_suffix(path: str) -> str | None:
+    """The format of a file by its name, ignoring `.gz`: one of `SUFFIXES` (plain text is ".txt"), or None."""
     name = path.lower().removesuffix(".gz")
+    if name.endswith(TEXT_SUFFIXES):
+        return ".txt"
     return next((s for s in SUFFIXES if name.endswith(s)), None)
 
 
@@ -157,39 +166,89 @@ def resolve_specs(
 
 
 def _corpus_files(spec: str) -> list[str]:
-    """The supported files a local corpus spec (a file, a folder or a glob) names, in a fixed order."""
+    """The readable files a local corpus spec (a file, a folder or a glob) names, in a fixed order; what a
+    folder or glob holds that is not read is named in one warning."""
     path = Path(os.path.expanduser(spec))
     if path.is_file():
         return [str(path)]
     if path.is_dir():
-        files = _dir_files(path)
+        files, skipped = _dir_files(path)
         if not files:
-            raise UserError(f"corpus folder {spec} has no {'/'.join(SUFFIXES)} files (optionally .gz)")
+            held = f"; {_describe(skipped)}" if skipped else ""
+            raise UserError(f"corpus folder {spec} has no {_FORMATS} files (optionally .gz){held}")
+        _warn_skipped(f"corpus folder {spec}", skipped)
         return files
     if not glob.has_magic(spec):
         raise UserError(f"corpus path not found: {spec}")
-    files = []
+    files, skipped = [], []
     for match in sorted(glob.glob(os.path.expanduser(spec), recursive=True)):
-        if os.path.isdir(match):
-            files += _dir_files(Path(match))
+        if os.path.isdir(match) and _OUTPUT_MARKERS.intersection(os.listdir(match)):
+            skipped.append(os.path.join(match, ""))  # a step's output folder the pattern matches
+        elif os.path.isdir(match):
+            found, left = _dir_files(Path(match))
+            files += found
+            skipped += [os.path.join(match, name) for name in left]
         elif _format_suffix(match):
             files.append(match)
+        else:
+            skipped.append(match)
     if not files:
-        raise UserError(f"corpus path not found: {spec} (the pattern matches no {'/'.join(SUFFIXES)} files)")
+        raise UserError(f"corpus path not found: {spec} (the pattern matches no {_FORMATS} files)")
+    _warn_skipped(f"corpus pattern {spec}", skipped)
     return files
 
 
-def _dir_files(folder: Path) -> list[str]:
-    """Supported files under `folder`, recursively, sorted; hidden files and folders skipped, and so are
-    subfolders this package or `datasets` wrote (an output folder inside a corpus folder is not corpus)."""
-    found = []
+def _dir_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(readable files under `folder`, recursively, sorted; what is not read, relative to `folder`): files in
+    no corpus format, and subfolders this package or `datasets` wrote (an output folder inside a corpus folder
+    is not corpus; named with a slash). Hidden files and folders are neither."""
+    found, skipped = [], []
     for root, dirs, files in os.walk(folder):
         if root != str(folder) and _OUTPUT_MARKERS.intersection(files):
             dirs[:] = []
+            skipped.append(os.path.relpath(root, folder) + os.sep)
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(root, f) for f in files if not f.startswith(".") and _format_suffix(f)]
-    return sorted(found)
+        for name in sorted(f for f in files if not f.startswith(".")):
+            path = os.path.join(root, name)
+            (found if _format_suffix(name) else skipped).append(path)
+    skipped = [s if s.endswith(os.sep) else os.path.relpath(s, folder) for s in skipped]
+    return sorted(found), sorted(skipped)
+
+
+_FORMATS = "/".join(dict.fromkeys(TEXT_SUFFIXES + SUFFIXES))
+_WARNED: set[str] = set()  # warnings already given: a spec resolved twice in one run is named once
+
+
+def _describe(skipped: list[str]) -> str:
+    """`2 files not read (no corpus format): b.png, c.pdf`, for many files their count by extension, and the
+    output folders not read."""
+    folders = [s for s in skipped if s.endswith(("/", os.sep))]
+    files = [s for s in skipped if s not in folders]
+    parts = []
+    if files:
+        names = files
+        if len(files) > _NAMED_SKIPS:
+            exts = Counter(
+                os.path.splitext(f.removesuffix(".gz"))[1].lower() or "(no extension)" for f in files
+            )
+            names = [f"{n} {ext}" for ext, n in exts.most_common()]
+        parts.append(f"{_count(files, 'file')} not read (no corpus format): {', '.join(names)}")
+    if folders:
+        parts.append(f"{_count(folders, 'output folder')} of a step not read: {', '.join(folders)}")
+    return "; ".join(parts)
+
+
+def _count(items: list[str], noun: str) -> str:
+    return f"{len(items)} {noun}{'s' if len(items) > 1 else ''}"
+
+
+def _warn_skipped(where: str, skipped: list[str]) -> None:
+    """One warning line naming what `where` holds that is not read (once per process)."""
+    line = f"warning: {where}: {_describe(skipped)}" if skipped else ""
+    if line and line not in _WARNED:
+        _WARNED.add(line)
+        print(line, file=sys.stderr, flush=True)
 
 
 def corpus_fingerprint(sources: list[Source], **options: Any) -> str:

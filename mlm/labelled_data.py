@@ -266,6 +266,17 @@ def _flat(labels: Iterable[Any]) -> Iterable[Any]:
             yield v
 
 
+def example_text(ds: datasets.Dataset, text_column: str, limit: int = 500) -> str | None:
+    """The first text of `ds` with something visible in it, on one line, cut at a space to at most `limit`
+    characters: what a model card shows as its widget example. None when there is none."""
+    for batch in ds.select_columns([text_column]).iter(batch_size=256):
+        for text in batch[text_column]:
+            if isinstance(text, str) and has_visible_text(text):
+                line = " ".join(text.split())
+                return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0]
+    return None
+
+
 def _check_texts_present(texts: list[str], column: str, where: str) -> None:
     """All texts empty (or with nothing visible) is a UserError; more than half of them, a warning."""
     empty = sum(1 for t in texts if not has_visible_text(t))

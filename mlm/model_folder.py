@@ -18,6 +18,11 @@ from data_prep.io import read_json
 
 WEIGHTS_INDEX = "model.safetensors.index.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+# Weights that `from_pretrained` loads without unpickling: safetensors, whole or sharded.
+SAFE_WEIGHTS = ("model.safetensors", WEIGHTS_INDEX)
+# Pickled weights (older transformers): loadable, but running code on load; never published.
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+_SEARCH_DEPTH = 3  # how deep `models_inside` looks: runs/NAME/pretrain/final is 2 below runs/NAME
 
 
 def check_safetensors(path: str | os.PathLike) -> None:
@@ -50,6 +55,38 @@ def check_weights(folder: str | os.PathLike) -> None:
                 raise CorruptFileError(f"{folder / name} is missing: {index.name} lists it")
     for path in sorted(folder.glob("*.safetensors")):
         check_safetensors(path)
+
+
+def is_model_folder(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a model `from_pretrained` loads: config.json and weights (safetensors or pickled)."""
+    folder = Path(folder)
+    weights = SAFE_WEIGHTS + PICKLED_WEIGHTS
+    return (folder / "config.json").is_file() and any((folder / name).is_file() for name in weights)
+
+
+def models_inside(folder: str | os.PathLike) -> list[Path]:
+    """The model folders below `folder` (up to 3 levels), finished models first (by path), then checkpoints
+    newest first; a model folder's own subfolders (ELECTRA's generator/) and hidden folders are not searched."""
+    found: list[Path] = []
+    level = [Path(folder)]
+    for _ in range(_SEARCH_DEPTH):
+        below = []
+        for parent in level:
+            try:
+                children = sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                (found if is_model_folder(child) else below).append(child)
+        level = below
+    checkpoints = [p for p in found if p.name.startswith("checkpoint-")]
+    finished = sorted((p for p in found if p not in checkpoints), key=lambda p: p.as_posix())
+    return finished + sorted(checkpoints, key=_newest_first)
+
+
+def _newest_first(checkpoint: Path) -> tuple[str, int]:
+    step = checkpoint.name.split("-")[-1]
+    return checkpoint.parent.as_posix(), -int(step) if step.isdigit() else 1
 
 
 def run_folder_hint(folder: Path) -> str | None:

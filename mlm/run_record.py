@@ -116,7 +116,9 @@ class TrainingFacts:
 @dataclass
 class FinetuneFacts:
     task: str | None = None
-    data: list[str] | None = None  # Hub dataset names and file names of the labelled data
+    data: list[str] | None = None  # Hub dataset names and file names of the labelled data: train, dev, test
+    datasets: list[str] | None = None  # the Hub datasets the labelled data is, as the user named them
+    example: str | None = None  # a text of the validation (else test) data: the widget example
     base_model: str | None = None  # the Hub id (or folder name) fine-tuned
     from_scratch: bool | None = None  # the base model's architecture with random weights
     pipeline_tag: str | None = None  # what the fine-tuned checkpoint does: "text-classification"
@@ -159,6 +161,26 @@ class RunRecord:
         path = Path(folder) / RUN_RECORD_NAME
         write_json(path, self.to_dict())
         return path
+
+    @classmethod
+    def of_model(cls, model: str | Path) -> RunRecord:
+        """The record of a model to start from: a local folder's run_info.json, else the one in the Hub repo
+        `model` names. An empty record when it has none (a model trained elsewhere); one that cannot be read
+        is named in a warning."""
+        if Path(model).is_dir():
+            return cls.load(model)
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
+
+        try:
+            return cls.load(Path(hf_hub_download(str(model), RUN_RECORD_NAME)).parent)
+        except RemoteEntryNotFoundError:
+            return cls()
+        except (OSError, ValueError, EntryNotFoundError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"warning: could not read {RUN_RECORD_NAME} of {model} ({reason}); its pretraining facts "
+                  "are left out of the card", file=sys.stderr)  # fmt: skip
+            return cls()
 
     @classmethod
     def load(cls, folder: str | Path) -> RunRecord:

@@ -516,8 +516,8 @@ def test_run_record_and_card(run: tuple[Path, dict], checkpoint: Path) -> None:
     meta = metadata_load(out / "README.md")
     assert meta["pipeline_tag"] == "text-classification" and "base_model" not in meta  # not a Hub id
     results = ModelCard(card).data.eval_results
-    assert {(r.dataset_split, r.metric_type) for r in results} == {
-        (s, m) for s in ("validation", "test") for m in ("accuracy", "f1_macro")
+    assert {(r.dataset_name, r.dataset_split, r.metric_type) for r in results} == {
+        (name, s, m) for name, s in (("dev", "validation"), ("test", "test")) for m in ("accuracy", "f1")
     }
     assert (
         "# sentiment\n" in card and 'model="sentiment"' in card
@@ -555,7 +555,7 @@ def test_real_split_names_and_from_scratch_card(
     )
     card = ModelCard.load(out / "README.md")
     assert {r.dataset_split for r in card.data.eval_results} == {"dev", "heldout"}
-    assert {r.dataset_type for r in card.data.eval_results} == {"builtin:pydocs"}
+    assert {r.dataset_type for r in card.data.eval_results} == {"pydocs"}
     assert "trained from random weights" in card.text and "on the heldout split:" in card.text
 
 

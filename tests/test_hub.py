@@ -253,6 +253,100 @@ def test_push_rejects_missing_folder_and_token_in_files(hub: HubServer, tiny_mod
     assert not hub.requests
 
 
+def _recipe_output(root: Path, model: Path) -> Path:
+    """What `mlm run` leaves: a report at the root, the pretraining run, and fine-tuning's two classifiers."""
+    for sub in ("pretrain/final", "pretrain/checkpoint-2", "pretrain/checkpoint-4", "finetune/pretrained",
+                "finetune/scratch"):  # fmt: skip
+        shutil.copytree(model, root / sub)
+    (root / "README.md").write_text("# report\n")
+    (root / "mlm_step.json").write_text("{}")
+    (root / "finetune" / "report.md").write_text("x")
+    return root
+
+
+def test_push_takes_model_folders_only_and_creates_nothing_otherwise(
+    hub: HubServer, tiny_model: Path, tmp_path: Path
+):
+    root = _recipe_output(tmp_path / "runs" / "demo", tiny_model)
+    env = hub.client_env(tmp_path / "home", token=TOKEN)
+    models = {
+        root: [root / "finetune/pretrained", root / "finetune/scratch", root / "pretrain/final",
+               root / "pretrain/checkpoint-4", root / "pretrain/checkpoint-2"],
+        root / "finetune": [root / "finetune/pretrained", root / "finetune/scratch"],
+        root / "pretrain": [root / "pretrain/final", root / "pretrain/checkpoint-4", root / "pretrain/checkpoint-2"],
+    }  # fmt: skip
+    for folder, inside in models.items():
+        r = _run(["-m", "mlm", "push", str(folder), "tester/broken"], env)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"error: cannot push {folder}: it is not a model folder; push a model folder inside it: "
+            + ", ".join(map(str, inside))
+        ]
+    (tmp_path / "empty").mkdir()
+    no_weights = _copy(tiny_model, tmp_path / "no_weights")
+    (no_weights / "model.safetensors").unlink()
+    pickled = _copy(tiny_model, tmp_path / "pickled")
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    cut = _copy(tiny_model, tmp_path / "cut")
+    (cut / "model.safetensors").write_bytes((tiny_model / "model.safetensors").read_bytes()[:1000])
+    for folder, why in [(tmp_path / "empty", "it holds no model"), (no_weights, "it holds no model"),
+                        (pickled, "its weights are pickled"), (cut, "model.safetensors is damaged")]:  # fmt: skip
+        r = _run(["-m", "mlm", "push", str(folder), "tester/broken"], env)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and why in r.stderr, r.stderr
+    assert not hub.requests and "tester/broken" not in hub.repos  # nothing created, nothing asked
+
+
+PUSH_BOTH_WAYS = textwrap.dedent(
+    """
+    import sys
+    from mlm.hub import HubPushCallback, PushConfig, push
+    push(PushConfig(folder=sys.argv[1], repo_id="tester/by-push"))
+    assert HubPushCallback("tester/by-callback", strategy="end").finish(sys.argv[1]) == []
+    """
+)
+
+
+def test_push_and_push_to_hub_send_the_same_files_and_no_pickle(
+    hub: HubServer, tiny_model: Path, tmp_path: Path
+):
+    import torch
+
+    folder = _copy(tiny_model, tmp_path / "final")
+    torch.save({"output_dir": "x"}, folder / "training_args.bin")
+    torch.save({"state": 1}, folder / "optimizer.pt")
+    torch.save({"w": torch.zeros(1)}, folder / "pytorch_model.bin")
+    (folder / "trainer_state.json").write_text("{}")
+    r = _run(["-c", PUSH_BOTH_WAYS, str(folder)], hub.client_env(tmp_path / "home", token=TOKEN))
+    assert r.returncode == 0, r.stderr[-3000:]
+    by_push, by_callback = set(hub.files("tester/by-push")), set(hub.files("tester/by-callback"))
+    assert by_push == by_callback
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "run_info.json"} <= by_push
+    assert not [name for name in by_push if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    assert (
+        "not pushed (not part of a model repo): optimizer.pt, pytorch_model.bin, trainer_state.json, training_args.bin"
+        in r.stderr
+    )
+
+
+def test_no_two_hub_modules_import_each_other():
+    """Not even lazily inside a function: the Hub package's modules form layers (client, files, push, ...)."""
+    import ast
+
+    hub_dir = REPO_ROOT / "mlm" / "hub"
+    imports = {}
+    for path in hub_dir.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mlm.hub."):
+                found.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("mlm.hub.")}
+        imports[path.stem] = found
+    assert imports["files"] and imports["push"]  # the scan sees imports
+    pairs = {tuple(sorted((a, b))) for a, found in imports.items() for b in found if a in imports.get(b, ())}
+    assert not pairs
+
+
 # ---- background pushes during training ----------------------------------------------------------------------
 TRAIN_SCRIPT = textwrap.dedent(
     '''
@@ -445,7 +539,9 @@ def test_server_down_training_completes_then_push_later(hub: HubServer, tiny_mod
     r = _run(["-m", "mlm", "push", str(ckpt), "tester/down", "--commit_message", "pushed later"], env)
     assert r.returncode == 0, r.stderr
     assert hub.entry("tester/down", "model.safetensors").sha256 == _sha256(ckpt / "model.safetensors")
-    assert "optimizer.pt" in hub.files("tester/down")  # `mlm push` of a checkpoint keeps it resumable
+    assert not {"optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"} & set(
+        hub.files("tester/down")
+    )
     _assert_token_nowhere(TOKEN, [tmp_path, hub.root], proc.stdout, proc.stderr, r.stdout, r.stderr)
 
 

@@ -149,7 +149,7 @@ def test_pretrained_card_has_metadata_and_the_runs_numbers(tmp_path: Path):
     assert "2,345,678 tokens" in sections["Limitations"] and "128 tokens" in sections["Limitations"]
     assert body.lstrip().startswith(CARD_MARKER)
     assert "# tiny-bert-pydocs" in body
-    assert f"A small BERT-style encoder (`mini` preset, {N_PARAMS:,} parameters) pretrained" in body
+    assert f"A small BERT encoder (`mini` preset, {N_PARAMS:,} parameters) pretrained" in body
 
 
 def test_finetuned_card_has_model_index_and_scratch_baseline(tmp_path: Path):
@@ -360,10 +360,10 @@ def test_finetuned_record_gives_a_valid_model_index_with_real_split_names(tmp_pa
     meta = metadata_load(folder / "README.md")
     assert meta["pipeline_tag"] == "text-classification" and meta["base_model"] == "someone/tiny-bert"
     results = ModelCard.load(folder / "README.md").data.eval_results
-    assert {(r.dataset_split, r.metric_type, r.metric_value) for r in results} == {
-        ("validation", "accuracy", 0.85),
-        ("test", "accuracy", 0.8),
-        ("test", "f1_macro", 0.79),
+    assert {(r.dataset_split, r.metric_type, r.metric_value, str(r.metric_args)) for r in results} == {
+        ("validation", "accuracy", 0.85, "None"),
+        ("test", "accuracy", 0.8, "None"),
+        ("test", "f1", 0.79, "{'average': 'macro'}"),
     }
     assert {(r.dataset_type, r.dataset_config, r.task_type) for r in results} == {
         ("glue", "sst2", "text-classification")
@@ -409,3 +409,123 @@ def test_modernbert_card_names_the_first_transformers_that_loads_it(tmp_path: Pa
     (tmp_path / "b").mkdir()
     bert = _sections(_split(render_model_card(_folder(tmp_path / "b"), {}))[1])
     assert "or newer" not in bert["Limitations"]
+
+
+def _classifier(tmp_path: Path, **config) -> Path:
+    return _folder(
+        tmp_path, arch="BertForSequenceClassification", id2label={"0": "negative", "1": "positive"}, **config
+    )
+
+
+def _scores() -> dict[str, dict[str, float]]:
+    return {
+        "validation": {"accuracy": 0.9, "f1_macro": 0.89, "matthews_correlation": 0.8, "loss": 0.3},
+        "test": {"accuracy": 0.85, "f1_macro": 0.84, "matthews_correlation": 0.7, "loss": 0.4},
+    }
+
+
+def test_model_index_names_the_data_and_split_of_each_score_with_hub_metric_ids(tmp_path: Path):
+    from huggingface_hub import ModelCard
+
+    record = RunRecord(
+        kind="finetune",
+        finetune=FinetuneFacts(
+            data=["train.csv", "dev.csv", "test.csv.gz"],
+            pipeline_tag="text-classification",
+            metrics=_scores(),
+        ),
+    )
+    write_model_card(_classifier(tmp_path), record)
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    got = {(r.dataset_name, r.dataset_type, r.dataset_split, r.metric_type, r.metric_value, str(r.metric_args))
+           for r in card.data.eval_results}  # fmt: skip
+    assert got == {
+        ("dev", "dev", "validation", "accuracy", 0.9, "None"),
+        ("dev", "dev", "validation", "f1", 0.89, "{'average': 'macro'}"),
+        ("dev", "dev", "validation", "matthews_correlation", 0.8, "None"),
+        ("test", "test", "test", "accuracy", 0.85, "None"),
+        ("test", "test", "test", "f1", 0.84, "{'average': 'macro'}"),
+        ("test", "test", "test", "matthews_correlation", 0.7, "None"),
+    }
+    assert {r.metric_name for r in card.data.eval_results} == {"Accuracy", "F1 macro", "Matthews correlation"}
+    # the dataset the user named (`datasets`) is the data of every split; a Hub spec names itself
+    record.finetune.datasets = ["someone/reviews"]
+    record.finetune.data = ["train.csv", "dev.csv", "hf:someone/reviews-test:en@test"]
+    write_model_card(tmp_path / "model", record)
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    assert {
+        (r.dataset_type, r.dataset_name, r.dataset_config, r.dataset_split) for r in card.data.eval_results
+    } == {
+        ("someone/reviews", "someone/reviews", None, "validation"),
+        ("someone/reviews-test", "someone/reviews-test", "en", "test"),
+    }
+    assert card.data.datasets == ["someone/reviews", "someone/reviews-test"]
+    # a test split only: its file names the data
+    record.finetune.datasets, record.finetune.data = None, ["train.csv", "held_out.tsv"]
+    record.finetune.metrics = {"test": _scores()["test"]}
+    write_model_card(tmp_path / "model", record)
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    assert {(r.dataset_name, r.dataset_split) for r in card.data.eval_results} == {("held_out", "test")}
+
+
+def test_architecture_named_and_a_widget_example_from_the_validation_data(tmp_path: Path):
+    from huggingface_hub import ModelCard
+
+    record = RunRecord(
+        kind="finetune",
+        finetune=FinetuneFacts(
+            data=["train.csv", "dev.csv"],
+            pipeline_tag="text-classification",
+            example='a "fine" film: it ends well',
+            metrics={"validation": {"accuracy": 0.9}},
+        ),
+    )
+    folder = _classifier(tmp_path, model_type="modernbert")
+    write_model_card(folder, record)
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.widget == [{"text": 'a "fine" film: it ends well'}]
+    assert "A small ModernBERT encoder" in card.text and "BERT-style" not in card.text
+    assert card.data.tags == ["mlm", "modernbert", "text-classification"]
+    (tmp_path / "electra").mkdir()
+    electra = render_model_card(
+        _folder(tmp_path / "electra", "ElectraForPreTraining", model_type="electra"), {}
+    )
+    assert "A small ELECTRA encoder" in electra and "widget" not in electra  # a pretrained model: no example
+    (tmp_path / "bert").mkdir()
+    record.finetune.example = None
+    bert = render_model_card(_classifier(tmp_path / "bert"), record)
+    assert "A small BERT encoder" in bert and "widget" not in bert
+
+
+def test_a_classifier_card_tells_its_bases_pretraining(tmp_path: Path):
+    """From the base's own run_info.json (RunRecord.of_model: a folder here; a Hub repo in test_run_record.py)."""
+    from huggingface_hub import ModelCard
+
+    base = _folder(tmp_path)
+    (base / "run_info.json").write_text(json.dumps(PRETRAIN_INFO))
+    facts = RunRecord.of_model(base)
+    record = RunRecord(
+        kind="finetune",
+        corpus=facts.corpus,
+        tokenizer=facts.tokenizer,
+        objective=facts.objective,
+        finetune=FinetuneFacts(
+            base_model=facts.repo_id, pipeline_tag="text-classification", metrics=_scores()
+        ),
+    )
+    (tmp_path / "cls").mkdir()
+    card = ModelCard(render_model_card(_classifier(tmp_path / "cls"), record))
+    sections = _sections(card.text)
+    assert "pretrained from scratch with masked language modelling on `hf:wikitext:wikitext-2-raw-v1@train`, " \
+           "then fine-tuned from `someone/tiny-bert-pydocs`" in card.text  # fmt: skip
+    assert "- Documents: 12,345" in sections["Corpus"] and "- Kind: wordpiece" in sections["Tokenizer"]
+    assert card.data.base_model == "someone/tiny-bert-pydocs" and card.data.datasets == ["wikitext"]
+    # a base trained elsewhere (no record): no pretraining claimed
+    record = RunRecord(kind="finetune", finetune=FinetuneFacts(base_model="google-bert/bert-base-uncased",
+                                                               pipeline_tag="text-classification"))  # fmt: skip
+    text = render_model_card(tmp_path / "cls" / "model", record)
+    assert (
+        "A small BERT encoder (" in text
+        and "parameters) fine-tuned from `google-bert/bert-base-uncased`" in text
+    )
+    assert "pretrained" not in text.split("##")[0]

@@ -72,10 +72,15 @@ def predictions(out: Path) -> list[dict]:
 
 
 def card_results(out: Path) -> set[tuple[str, str, str]]:
+    """(split, Hub metric id with its averaging, name) of each score in the card's model-index."""
     from huggingface_hub import ModelCard
 
     return {
-        (r.dataset_split, r.metric_type, r.metric_name)
+        (
+            r.dataset_split,
+            r.metric_type + (f"[{r.metric_args['average']}]" if r.metric_args else ""),
+            r.metric_name,
+        )
         for r in ModelCard.load(out / "README.md").data.eval_results
     }
 
@@ -146,7 +151,7 @@ def test_multi_label_loss_metrics_predictions_and_card(checkpoint: Path, tmp_pat
     assert {s["label"] for s in scores} == set(TOPICS) and sum(s["score"] for s in scores) != pytest.approx(
         1.0
     )
-    assert card_results(out) == {("test", "f1_micro", "F1 micro"), ("test", "f1_macro", "F1 macro")}
+    assert card_results(out) == {("test", "f1[micro]", "F1 micro"), ("test", "f1[macro]", "F1 macro")}
     card = (out / "README.md").read_text()
     assert "top_k=None" in card and "- Problem type: multi_label_classification" in card
 

@@ -73,14 +73,13 @@ def test_push_sends_what_a_model_repo_needs_and_no_local_path(
         "README.md",
         "run_info.json",
         "mlm_step.json",
-        "training_args.bin",
         "generator/config.json",
         "generator/model.safetensors",
         "generator/tokenizer.json",
     }
     assert (
-        "not pushed (not part of a model repo): checkpoint-2/, generator/notes.txt, log_history.json, metrics.json, predictions.jsonl"
-        in r.stderr
+        "not pushed (not part of a model repo): checkpoint-2/, generator/notes.txt, log_history.json, metrics.json, "
+        "predictions.jsonl, training_args.bin" in r.stderr
     )
     pushed = json.loads(files["mlm_step.json"])
     assert pushed["config"] == {"data_dir": "packed", "output_dir": "pretrain", "corpus": ["hf:imdb", "c.jsonl"],
@@ -100,8 +99,8 @@ def test_push_refuses_a_run_folder_and_names_the_models_in_it(tiny_model: Path, 
     (run_folder / "metrics.json").write_text("{}")
     assert main(["push", str(run_folder), "tester/x"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"error: cannot push {run_folder}: it is a training run folder, not a model; push the model in "
-                   f"it: {run_folder / 'final'}, {run_folder / 'checkpoint-500'}")  # fmt: skip
+    assert err == (f"error: cannot push {run_folder}: it is not a model folder; push a model folder inside it: "
+                   f"{run_folder / 'final'}, {run_folder / 'checkpoint-500'}")  # fmt: skip
     shutil.rmtree(run_folder / "final")
     assert main(["push", str(run_folder), "tester/x"]) == 2
     assert str(run_folder / "checkpoint-500") in capsys.readouterr().err
@@ -132,9 +131,9 @@ def test_finetune_pushes_the_classifier_with_its_card(hub: HubServer, checkpoint
         and card.data.language == "en"
         and card.data.datasets == ["someone/reviews"]
     )
-    assert {(e.dataset_split, e.metric_type) for e in card.data.eval_results} == {
-        ("test", "accuracy"),
-        ("test", "f1_macro"),
+    assert {(e.dataset_split, e.metric_type, str(e.metric_args)) for e in card.data.eval_results} == {
+        ("test", "accuracy", "None"),
+        ("test", "f1", "{'average': 'macro'}"),
     }
     assert "# sentiment" in card.text and 'model="tester/sentiment"' in card.text
     assert files["README.md"] == (out / "README.md").read_bytes()  # the local card names the repo too

@@ -266,3 +266,43 @@ def test_specs():
         corpus("builtin:pydocs@test")
     with pytest.raises(UserError, match="data file not found: .*nope.csv"):
         read_columns("nope.csv", ["text"])
+
+
+# --- corpus folders: nothing skipped in silence ------------------------------------------------------------
+
+
+def test_plain_text_is_read_and_what_is_not_read_is_named(tmp_path, capsys):
+    d = tmp_path / "notes"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text("from the txt\n")
+    (d / "b.md").write_text("# from the markdown\n")
+    (d / "sub" / "c.rst").write_text("from the rst\n")
+    (d / "d.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (d / "sub" / "e.pdf").write_bytes(b"%PDF-1.4\x00")
+    assert corpus(d) == ["from the txt", "# from the markdown", "from the rst"]
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"warning: corpus folder {d}: 2 files not read (no corpus format): d.png, sub/e.pdf"
+    ]
+    assert corpus(d / "*") == ["from the txt", "# from the markdown", "from the rst"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: corpus pattern {d / '*'}: 2 files not read (no corpus format): {d / 'd.png'}, {d / 'sub/e.pdf'}"
+    ]
+    markdown = tmp_path / "md"
+    markdown.mkdir()
+    for i in range(3):
+        (markdown / f"{i}.md").write_text(f"page {i}\n")
+    assert corpus(markdown) == ["page 0", "page 1", "page 2"]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_folder_with_nothing_to_read_is_an_error_naming_what_it_holds(tmp_path):
+    d = tmp_path / "pictures"
+    d.mkdir()
+    for i in range(6):
+        (d / f"{i}.png").write_bytes(b"\x89PNG\x00")
+    (d / "LICENSE").write_text("x")
+    with pytest.raises(UserError) as e:
+        corpus(d)
+    assert str(e.value).startswith(f"corpus folder {d} has no .txt/.text/.md/")
+    assert str(e.value).endswith("7 files not read (no corpus format): 6 .png, 1 (no extension)")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from mlm.run_record import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hub_server  # noqa: E402
+import test_hub  # noqa: E402
+
+from mlm.run_record import (  # noqa: E402
     CorpusFacts,
     FinetuneFacts,
     ObjectiveFacts,
@@ -16,6 +21,9 @@ from mlm.run_record import (
     public_spec,
     spec_parts,
 )
+
+hub = hub_server.hub  # fixtures of other test files
+tiny_model = test_hub.tiny_model
 
 
 def test_save_and_load_round_trip(tmp_path: Path):
@@ -75,3 +83,38 @@ def test_legacy_objective_from_the_architecture():
     assert legacy_objective("BertForMaskedLM").pipeline_tag == "fill-mask"
     assert legacy_objective("BertForSequenceClassification") == ObjectiveFacts()
     assert legacy_objective(None) == ObjectiveFacts()
+
+
+OF_MODEL = """
+import json, sys
+from mlm.run_record import RunRecord
+print(json.dumps({name: RunRecord.of_model(name).to_dict() for name in sys.argv[1:]}))
+"""
+
+
+def test_the_record_of_a_base_model_on_the_hub(hub, tiny_model: Path, tmp_path: Path):
+    """What fine-tuning carries from its base: the Hub repo's run_info.json, as a local folder's."""
+    import subprocess
+
+    env = hub.client_env(tmp_path / "home", token="hf_recordTestT0ken_0123456789")
+    pushed = subprocess.run([sys.executable, "-m", "mlm", "push", str(tiny_model), "tester/base"], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    hub.create_repo("tester/plain")  # a model trained elsewhere: no run_info.json
+
+    def of_model(*names: str) -> tuple[dict, str]:
+        r = subprocess.run([sys.executable, "-c", OF_MODEL, *names], env=env, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+    records, err = of_model("tester/base", "tester/plain", str(tiny_model))
+    assert records["tester/base"] == records[str(tiny_model)] == RunRecord.load(tiny_model).to_dict()
+    assert records["tester/base"]["corpus"]["documents"] == 321
+    assert records["tester/plain"] == RunRecord().to_dict() and err == ""
+    hub.stop()
+    records, err = of_model("tester/elsewhere")
+    assert records["tester/elsewhere"] == RunRecord().to_dict()
+    warning = err.strip().splitlines()[-1]  # (after huggingface_hub's own log line)
+    assert warning.startswith("warning: could not read run_info.json of tester/elsewhere (")
+    assert warning.endswith("its pretraining facts are left out of the card")

@@ -93,12 +93,12 @@ def test_dirs_globs_and_lists(tmp_path, load):
     (d / "b.txt").write_text("b1\nb2\n")
     (d / "a.jsonl").write_text('{"text": "a1"}\n')
     (d / "sub" / "c.txt").write_text("c1\n")
-    (d / "notes.md").write_text("ignored\n")
+    (d / "notes.md").write_text("n1\n")  # plain text
     (d / ".hidden.txt").write_text("ignored\n")
     (d / "prepared" / "train").mkdir(parents=True)  # an output folder inside the corpus folder
     (d / "prepared" / "mlm_step.json").write_text("{}")
     (d / "prepared" / "train" / "state.json").write_text("{}")
-    assert load(str(d)) == ["a1", "b1", "b2", "c1"]  # recursive, sorted by path, unknown suffixes skipped
+    assert load(str(d)) == ["a1", "b1", "b2", "n1", "c1"]  # recursive, sorted by path
     assert load(str(d / "*.txt")) == ["b1", "b2"]
     assert load(str(d / "**" / "*.txt")) == ["b1", "b2", "c1"]
     assert load([str(d / "sub"), str(d / "b.txt")]) == ["c1", "b1", "b2"]  # list order kept

@@ -2,8 +2,8 @@
 training (`HubPushCallback`), and resume training from a checkpoint pushed to the Hub (`resolve_resume`).
 
     client.py    one repo: namespace, create, upload, retries of transient errors
-    files.py     which local files go up, and the repo layout
-    push.py      `push(PushConfig)`: a folder and its model card
+    files.py     which local files go up (`model_files`: the one list of a model repo's files), the repo layout
+    push.py      `push(PushConfig)`: a model folder (nothing else) and its model card
     queue.py     pushes one at a time in a background thread, newest checkpoint first
     callback.py  `HubPushCallback`: Trainer saves -> queued pushes
     resume.py    download last-checkpoint/ to resume training

@@ -14,7 +14,6 @@ from mlm.hub.client import HubClient, resolve_token
 from mlm.hub.files import (
     IGNORE_PATTERNS,
     LAST_CHECKPOINT,
-    RESUME_FILES,
     RUN_RECORD,
     STAGING_IGNORE,
     STEP_RECORD,
@@ -25,7 +24,7 @@ from mlm.hub.files import (
     public_json,
     refuse_if_token_inside,
 )
-from mlm.hub.push import refresh_card, upload_plan
+from mlm.hub.push import check_pushable, refresh_card, upload_plan
 from mlm.hub.queue import PushJob, PushQueue
 from mlm.run_record import RunRecord
 
@@ -98,7 +97,7 @@ class HubPushCallback(TrainerCallback):
             raise FileNotFoundError(f"{checkpoint} does not exist")
         staging = Path(tempfile.mkdtemp(prefix=".hub-push-", dir=output_dir))
         try:
-            root = set(model_files(checkpoint, exclude=("training_args.bin", *RESUME_FILES))[0])
+            root = set(model_files(checkpoint)[0])
             link_tree(checkpoint, staging, lambda rel: rel not in root or rel in (RUN_RECORD, STEP_RECORD))
             for name in root & {RUN_RECORD, STEP_RECORD}:
                 (staging / name).write_bytes(public_json(checkpoint, name))
@@ -144,8 +143,9 @@ class HubPushCallback(TrainerCallback):
             return str(
                 self._hub.upload(job.folder, job.message, job.delete_patterns, STAGING_IGNORE).commit_url
             )
-        refresh_card(job.folder, self.repo_id, self.record)  # a final folder: card in place, like `mlm push`
-        names = model_files(job.folder, exclude=("training_args.bin",))[0]
+        check_pushable(job.folder)  # a final folder: checked, carded and pushed as `mlm push` does
+        refresh_card(job.folder, self.repo_id, self.record)
+        names = model_files(job.folder)[0]
         refuse_if_token_inside(job.folder, [job.folder / n for n in names], token)
         return str(self._hub.upload_files(upload_plan(job.folder, names), job.message).commit_url)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from data_prep.errors import UserError
-from mlm.hub.files import IGNORE_PATTERNS
 
 T = TypeVar("T")
 _MAX_WAIT_S = 60.0
@@ -164,13 +163,10 @@ class HubClient:
         self._ready = True
 
     def upload(
-        self,
-        folder: Path,
-        commit_message: str,
-        delete_patterns: list[str] | None = None,
-        ignore_patterns: list[str] = IGNORE_PATTERNS,
+        self, folder: Path, commit_message: str, delete_patterns: list[str] | None, ignore_patterns: list[str]
     ) -> Any:
-        """Upload `folder` as one commit (retried as a whole); returns `huggingface_hub.CommitInfo`."""
+        """Upload `folder` (less `ignore_patterns`) as one commit, deleting the repo files `delete_patterns`
+        match (retried as a whole); returns `huggingface_hub.CommitInfo`."""
 
         def upload() -> Any:
             self.ensure_repo()

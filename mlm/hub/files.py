@@ -1,6 +1,8 @@
-"""Which local files go to the Hub, and the layout of what goes there: what a model repo needs (weights, config,
-tokenizer, card, training arguments, the run and step records with local paths stripped), never intermediate
-checkpoints, hidden or temporary files, run outputs (predictions, logs, metrics) or a file that holds the token."""
+"""Which local files go to the Hub, and the layout of what goes there. `model_files` is the one definition of a
+model repo's files, for `mlm push` and `--push_to_hub` alike: weights as safetensors, config, tokenizer, card,
+the run and step records with local paths stripped, and a model kept beside it (ELECTRA's generator/); never a
+pickle (pickled weights, training arguments, optimizer state), intermediate checkpoints, hidden or temporary
+files, run outputs (predictions, logs, metrics) or a file that holds the token."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.errors import UserError
+from mlm.hub.client import looks_like_repo_id
+from mlm.run_record import RunRecord, public_spec
 
 # Never uploaded from a model folder: intermediate checkpoints, hidden and temporary files (atomic writes, our
 # staging folders), and the pickled TrainingArguments (it would hold `hub_token` if one was passed to the Trainer).
@@ -29,23 +33,12 @@ IGNORE_PATTERNS = [
 ]
 # For staging folders (already filtered, may hold checkpoint-N/ for "all_checkpoints").
 STAGING_IGNORE = [".*", "*/.*"]
-# What a model repo needs: `mlm push` sends these files of the folder's top level, and no others.
+# What a model repo needs: these files of a model folder's top level (and of a model beside it), and no others.
 MODEL_FILES = [
-    "*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "config.json", "generation_config.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "*.model", "chat_template.jinja", "README.md", "training_args.bin",
-    "run_info.json", "mlm_step.json",
+    "*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
+    "merges.txt", "*.model", "chat_template.jinja", "README.md", "run_info.json", "mlm_step.json",
 ]  # fmt: skip
-# ... and of a Trainer checkpoint also what resuming training needs, so a pushed checkpoint stays resumable
-# (`hub_strategy: checkpoint` pushes these under last-checkpoint/ only).
-RESUME_FILES = [
-    "optimizer*",
-    "scheduler*",
-    "scaler*",
-    "rng_state*",
-    "trainer_state.json",
-    "checkpoint_complete.json",
-]
 STEP_RECORD = "mlm_step.json"
 RUN_RECORD = "run_info.json"
 # Where the full training state of the newest checkpoint goes in the repo (`hub_strategy: checkpoint`).
@@ -72,12 +65,11 @@ def files_to_upload(folder: Path, ignore: list[str]) -> list[Path]:
     return out
 
 
-def model_files(folder: Path, exclude: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
-    """(files to push, what is left out) of `folder`, by relative name: the top-level files a model repo needs
-    (`MODEL_FILES`; for a Trainer checkpoint also `RESUME_FILES`) less `exclude`, and the model files of a
-    model kept beside it in a subfolder (ELECTRA's `generator/`: it has a config.json; checkpoints are not
-    such models); hidden and temporary files are neither. Left-out subfolders are named once, with a slash."""
-    wanted = MODEL_FILES + (RESUME_FILES if (folder / "trainer_state.json").is_file() else [])
+def model_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(files to push, what is left out) of the model folder `folder`, by relative name: the top-level files a
+    model repo needs (`MODEL_FILES`), and those of a model kept beside it in a subfolder (ELECTRA's
+    `generator/`: it has a config.json; checkpoints are not such models); hidden and temporary files are
+    neither. Left-out subfolders are named once, with a slash."""
     beside = {d.name for d in folder.iterdir() if d.is_dir() and (d / "config.json").is_file()
               and not d.name.startswith(("checkpoint-", ".")) and d.name != LAST_CHECKPOINT}  # fmt: skip
     pushed: list[str] = []
@@ -87,9 +79,9 @@ def model_files(folder: Path, exclude: tuple[str, ...] = ()) -> tuple[list[str],
         parts = rel.split("/")
         if not path.is_file() or any(p.startswith(".") for p in parts) or matches(rel, ["*.tmp", "*.tmp-*"]):
             continue
-        model_file = (len(parts) == 1 and matches(rel, wanted)) or (
-            len(parts) == 2 and parts[0] in beside and matches(parts[1], MODEL_FILES))  # fmt: skip
-        if model_file and not matches(rel, list(exclude)):
+        if (len(parts) == 1 and matches(rel, MODEL_FILES)) or (
+            len(parts) == 2 and parts[0] in beside and matches(parts[1], MODEL_FILES)
+        ):
             pushed.append(rel)
         elif (top := rel if parts[0] in beside else parts[0] + ("/" if len(parts) > 1 else "")) not in left:
             left.append(top)
@@ -99,8 +91,6 @@ def model_files(folder: Path, exclude: tuple[str, ...] = ()) -> tuple[list[str],
 def public_json(folder: Path, name: str) -> bytes:
     """The run record (normalised by `RunRecord`) or step record of `folder` as pushed: no local paths."""
     if name == RUN_RECORD:
-        from mlm.run_record import RunRecord
-
         data: Any = RunRecord.load(folder).to_dict()
     else:
         try:
@@ -113,9 +103,6 @@ def public_json(folder: Path, name: str) -> bytes:
 def without_local_paths(value: Any) -> Any:
     """`value` with every local path (absolute, or with a folder in it) cut to its last part; `hf:` and
     `builtin:` specs, Hub repo ids (`NAMESPACE/NAME` that is not a local folder) and other strings kept."""
-    from mlm.hub.client import looks_like_repo_id
-    from mlm.run_record import public_spec
-
     if isinstance(value, dict):
         return {k: without_local_paths(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -128,28 +115,13 @@ def without_local_paths(value: Any) -> Any:
     return value
 
 
-def refuse_run_folder(folder: Path) -> None:
-    """A training run's folder is not a model: name the models inside it (final/, the newest checkpoints)."""
-    if (folder / "config.json").is_file():
-        return
-    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
-                         p.name.split("-")[-1].isdigit() else -1, reverse=True)  # fmt: skip
-    inside = [p for p in [folder / "final", *checkpoints] if (p / "config.json").is_file()]
-    if inside:
-        names = ", ".join(str(p) for p in inside[:3])
-        raise UserError(
-            f"cannot push {folder}: it is a training run folder, not a model; push the model in it: {names}"
-        )
-
-
 def refuse_if_token_inside(folder: Path, files: list[Path], token: str | None) -> None:
-    """Refuse to publish a text file (or the pickled training arguments) that contains the token."""
+    """Refuse to publish a text file that contains the token."""
     if not token or len(token) < 8:
         return
     needle = token.encode()
     for path in files:
-        checked = path.suffix.lower() in _TEXT_SUFFIXES or path.name == "training_args.bin"
-        if checked and path.stat().st_size < 50 * 1024 * 1024:
+        if path.suffix.lower() in _TEXT_SUFFIXES and path.stat().st_size < 50 * 1024 * 1024:
             if needle in path.read_bytes():
                 rel = path.relative_to(folder)
                 raise UserError(

@@ -1,6 +1,8 @@
 """`mlm push`: send a finished model folder (or a Trainer checkpoint) to a Hub repo, with its model card.
 
-A push reads the local files and never modifies or deletes them (only the generated card is refreshed)."""
+Only a model folder is pushed (config.json and safetensors weights, whole); a run folder, a recipe's output or
+any other folder is refused before any request, naming the model folders inside it. A push reads the local
+files and never modifies or deletes them (only the generated card is refreshed)."""
 
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ from mlm.hub.files import (
     model_files,
     public_json,
     refuse_if_token_inside,
-    refuse_run_folder,
 )
 from mlm.model_card import write_model_card
+from mlm.model_folder import SAFE_WEIGHTS, check_model_folder, is_model_folder, models_inside
 from mlm.run_record import RUN_RECORD_NAME, RunRecord
 
 
@@ -73,11 +75,7 @@ def push(cfg: PushConfig) -> str:
     generated. Nothing else in the folder is modified, whatever happens."""
     cfg.validate()
     folder = Path(cfg.folder)
-    if not folder.is_dir():
-        raise UserError(f"cannot push {folder}: no such folder")
-    refuse_run_folder(folder)
-    if not model_files(folder)[0]:
-        raise UserError(f"cannot push {folder}: it holds no model files to upload")
+    check_pushable(folder)
     hub = HubClient(cfg.repo_id, private=cfg.private, token=cfg.token, revision=cfg.revision,
                     max_retries=cfg.max_retries, retry_backoff_s=cfg.retry_backoff_s)  # fmt: skip
     token = hub.check_token()
@@ -97,6 +95,28 @@ def push(cfg: PushConfig) -> str:
     if left_out:
         say(f"not pushed (not part of a model repo): {', '.join(left_out)}")
     return str(info.commit_url)
+
+
+def check_pushable(folder: Path) -> None:
+    """A UserError unless `folder` holds a model to publish: a config.json and whole safetensors weights. A
+    folder of models (a run, a recipe's output, fine-tuning's pretrained/ and scratch/) names the models in it."""
+    if not folder.is_dir():
+        raise UserError(f"cannot push {folder}: no such folder")
+    if not is_model_folder(folder):
+        inside = [str(p) for p in models_inside(folder)]
+        if not inside:
+            raise UserError(f"cannot push {folder}: it holds no model (a config.json and model.safetensors)")
+        more = f" (and {len(inside) - 5} more)" if len(inside) > 5 else ""
+        raise UserError(
+            f"cannot push {folder}: it is not a model folder; push a model folder inside it: "
+            f"{', '.join(inside[:5])}{more}"
+        )
+    if not any((folder / name).is_file() for name in SAFE_WEIGHTS):
+        raise UserError(
+            f"cannot push {folder}: its weights are pickled (pytorch_model.bin), which is never published; "
+            "save the model again with save_pretrained(folder) to write model.safetensors"
+        )
+    check_model_folder(folder)
 
 
 def upload_plan(folder: Path, names: list[str]) -> dict[str, Path | bytes]:

@@ -13,6 +13,15 @@ from mlm.run_record import FinetuneFacts, ObjectiveFacts, RunRecord, legacy_obje
 
 # For checkpoints whose record names no pipeline tag: what their class does.
 _ARCHITECTURE_TAGS = (("ForMaskedLM", "fill-mask"), ("ForSequenceClassification", "text-classification"))
+# How the card names a model type's architecture (others by their model type).
+ARCHITECTURE_NAMES = {
+    "bert": "BERT",
+    "modernbert": "ModernBERT",
+    "electra": "ELECTRA",
+    "roberta": "RoBERTa",
+    "distilbert": "DistilBERT",
+    "deberta-v2": "DeBERTa-v2",
+}
 # The temporary folder a step writes into before renaming it (`.final.tmp-abc123` -> `final`).
 _TEMPORARY = re.compile(r"\.(.+)\.tmp-[^/\\]*")
 
@@ -53,6 +62,12 @@ class CardContext:
     @property
     def model_type(self) -> str | None:
         return self.folder.config.get("model_type") or self.record.model.architecture
+
+    @property
+    def architecture_name(self) -> str:
+        """`BERT`, `ModernBERT`, ...: the architecture as people name it (`Transformer` when unknown)."""
+        model_type = self.model_type
+        return ARCHITECTURE_NAMES.get(model_type or "", model_type or "Transformer")
 
 
 def card_context(folder: str | os.PathLike, record: RunRecord, name: str | None = None) -> CardContext:

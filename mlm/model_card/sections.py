@@ -31,21 +31,21 @@ def summary(ctx: CardContext) -> str:
         f"{fmt(ctx.parameters)} parameters" if known(ctx.parameters) else "",
     ]
     details = [d for d in details if d]
-    text = "A small BERT-style encoder" + (f" ({', '.join(details)})" if details else "")
+    text = f"A small {ctx.architecture_name} encoder" + (f" ({', '.join(details)})" if details else "")
     task = (ctx.pipeline_tag or "a task").replace("-", " ")
     task += f" ({finetune.task})" if known(finetune.task) else ""
     if ctx.finetuned and finetune.from_scratch:
         return f"{text} trained from random weights for {task}. {RECORDED}"
-    start = record.model.init_from
-    text += f" pretrained further from `{start}`" if known(start) else " pretrained from scratch"
-    text += f" with {ctx.objective.description}" if known(ctx.objective.description) else ""
-    text += f" on `{fmt(record.corpus.spec)}`" if known(record.corpus.spec) else ""
+    # a base model trained elsewhere (no run record of its own) has no pretraining to tell of
+    pretrained = not ctx.finetuned or known(ctx.objective.description) or known(record.corpus.spec)
+    if pretrained:
+        start = record.model.init_from
+        text += f" pretrained further from `{start}`" if known(start) else " pretrained from scratch"
+        text += f" with {ctx.objective.description}" if known(ctx.objective.description) else ""
+        text += f" on `{fmt(record.corpus.spec)}`" if known(record.corpus.spec) else ""
     if ctx.finetuned:
-        text += (
-            f", then fine-tuned from `{finetune.base_model}`"
-            if known(finetune.base_model)
-            else ", then fine-tuned"
-        )
+        text += ", then fine-tuned" if pretrained else " fine-tuned"
+        text += f" from `{finetune.base_model}`" if known(finetune.base_model) else ""
         text += f" for {task}"
     return f"{text}. {RECORDED}"
 
