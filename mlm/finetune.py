@@ -774,11 +774,16 @@ def _base_model(cfg: FinetuneConfig, base: RunRecord) -> str:
 
 
 def finetune_record(
-    cfg: FinetuneConfig, model: PreTrainedModel, trainer: Trainer, results: dict[str, Any]
+    cfg: FinetuneConfig,
+    model: PreTrainedModel,
+    trainer: Trainer,
+    results: dict[str, Any],
+    example: str | None = None,
 ) -> RunRecord:
-    """The fine-tuned model's run record: the base model's corpus, tokenizer and objective (unless trained
-    from scratch), this run's model and training, and its metrics under the real split names."""
-    base = RunRecord.load(cfg.model_name_or_path) if Path(cfg.model_name_or_path).is_dir() else RunRecord()
+    """The fine-tuned model's run record: the base model's corpus, tokenizer and objective (from its
+    run_info.json, in a folder or on the Hub; unless trained from scratch), this run's model and training,
+    its metrics under the real split names, and `example` (a text of the task) for the card's widget."""
+    base = RunRecord.of_model(cfg.model_name_or_path)
     specs = [s for s in (cfg.train_file, cfg.validation_file, cfg.test_file) if s]
     return RunRecord(
         kind="finetune",
@@ -793,6 +798,8 @@ def finetune_record(
         training=_training_facts(cfg, trainer.args, results["train"]),
         finetune=FinetuneFacts(
             data=specs,
+            datasets=cfg.datasets,
+            example=example,
             base_model=_base_model(cfg, base),
             from_scratch=cfg.from_scratch,
             pipeline_tag="text-classification",
@@ -802,6 +809,14 @@ def finetune_record(
             metrics={name: _scores(results[role]) for role, name in _split_names(cfg).items()},
         ),
     )
+
+
+def _example(cfg: FinetuneConfig, task: _Task) -> str | None:
+    """A validation (else test) text for the card's widget; none for sentence pairs (the widget takes one text)."""
+    data = task.evals.get("validation") or task.evals.get("test")
+    if data is None or cfg.text_pair_column:
+        return None
+    return labelled_data.example_text(data, cfg.text_column)
 
 
 def _model_facts(cfg: FinetuneConfig, model: PreTrainedModel, base: RunRecord) -> ModelFacts:
@@ -834,7 +849,9 @@ def _scores(split_results: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in split_results.items() if k not in ("samples", "runtime") and v is not None}
 
 
-def _save(cfg: FinetuneConfig, out: Path, trainer: Trainer, tokenizer: Any, results: dict[str, Any]) -> None:
+def _save(
+    cfg: FinetuneConfig, out: Path, trainer: Trainer, tokenizer: Any, results: dict[str, Any], task: _Task
+) -> None:
     """Write the output folder: the model, tokenizer, run record and card (unless `save_model` is false),
     log history, metrics and step metadata."""
     if (out / "_trainer" / "runs").is_dir():  # TensorBoard logs (report_to tensorboard) stay
@@ -844,7 +861,7 @@ def _save(cfg: FinetuneConfig, out: Path, trainer: Trainer, tokenizer: Any, resu
         trainer.model.save_pretrained(out)
         save_tokenizer(tokenizer, out, model_max_length=cfg.max_seq_length)
         match_file_modes(out)
-        record = finetune_record(cfg, trainer.model, trainer, results)
+        record = finetune_record(cfg, trainer.model, trainer, results, _example(cfg, task))
         record.save(out)
         write_model_card(out, record, name=Path(cfg.output_dir).name)
     write_json(out / "log_history.json", trainer.state.log_history)
@@ -875,7 +892,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         results.update(_evaluate_splits(cfg, trainer, evals_tok, task.label_names, out))
         results["device"] = str(trainer.args.device)
         results["runtime"] = time.time() - started
-        _save(cfg, out, trainer, tokenizer, results)
+        _save(cfg, out, trainer, tokenizer, results, task)
     if cfg.push_to_hub:
         results["hub_push_failures"] = _push(cfg)
     return results

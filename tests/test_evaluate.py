@@ -29,7 +29,7 @@ def _pretrain_cfg(packed_dir: Path, out: Path, **kw) -> PretrainConfig:
 
 @pytest.fixture(scope="module")
 def pretrain_run(packed_dir, tmp_path_factory) -> Path:
-    """A 6-step pretraining run that keeps checkpoint-3 and checkpoint-6 (save_total_limit 1 is ignored)."""
+    """A 6-step pretraining run that keeps checkpoint-3 and checkpoint-6 (save_total_limit: null keeps all)."""
     out = tmp_path_factory.mktemp("pre") / "run"
     pretrain(_pretrain_cfg(packed_dir, out))
     return out

@@ -60,11 +60,6 @@ def test_pretrained_to_hub_to_classifier_to_hub_to_pipeline(hub: HubServer, chec
     assert "tester/tiny-base" in card  # the base model, named by its Hub id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs mlm/finetune.py to record the base with RunRecord.of_model(cfg.model) and the fine-tuning's "
-    "datasets and example (FinetuneFacts.datasets, .example): see the edges branch's report",
-)
 def test_a_classifier_from_a_hub_base_tells_its_pretraining_data_and_an_example(
     hub: HubServer, checkpoint: Path, tmp_path: Path
 ):
@@ -77,7 +72,7 @@ def test_a_classifier_from_a_hub_base_tells_its_pretraining_data_and_an_example(
     rows = [{"text": r["text"], "label": r["label"]} for r in sentiment_rows(80, seed=3)]
     files = {name: write_csv(tmp_path / f"{name}.csv", part)
              for name, part in (("train", rows[:48]), ("dev", rows[48:64]), ("test", rows[64:]))}  # fmt: skip
-    fine = run(["finetune", "--model", "tester/tiny-base", "--train_file", files["train"], "--validation_file",
+    fine = run(["finetune", "--model_name_or_path", "tester/tiny-base", "--train_file", files["train"], "--validation_file",
                 files["dev"], "--test_file", files["test"], "--output_dir", tmp_path / "cls", "--num_train_epochs",
                 "1", "--use_cpu", "--max_seq_length", "32", "--datasets", "someone/reviews", "--push_to_hub",
                 "--hub_model_id", "tester/tiny-cls"], env)  # fmt: skip
