@@ -111,7 +111,7 @@ def model_flops_per_token(
 
 def classifier_flops_per_token(config: Any, seq_len: int, num_labels: int) -> float:
     """Training FLOPs (3 x forward) per input token of fine-tuning a sequence classifier: the encoder, and
-    once per sequence of `seq_len` tokens the pooler (or head) dense H x H and the classifier H x num_labels."""
+    once per sequence of `seq_len` tokens the pooler's (or head's) H x H and the classifier H x num_labels."""
     hidden = config.hidden_size
     head = (2 * hidden * hidden + 2 * hidden * num_labels) / seq_len
     return TRAINING_MULTIPLIER * (encoder_flops_per_token(config, seq_len) + head)
