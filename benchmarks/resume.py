@@ -177,7 +177,13 @@ def main() -> None:
         run_dir = cache / "run"
         ckpt = fake_checkpoint(templates[streaming], run_dir, steps, args.batch, streaming)
         cfg = config(
-            packed, run_dir, args.batch, streaming, max_steps=steps + 1, save_steps=0, resume_from_checkpoint=str(ckpt)
+            packed,
+            run_dir,
+            args.batch,
+            streaming,
+            max_steps=steps + 1,
+            save_steps=0,
+            resume_from_checkpoint=str(ckpt),
         )
         seconds = time_resume(cfg, replay)
         what = (

@@ -383,7 +383,11 @@ def _kept_rows(cfg: PrepareConfig, got: _Cleaned) -> tuple[np.ndarray, dict]:
 def _split_rows(cfg: PrepareConfig, keep: np.ndarray) -> dict[str, np.ndarray]:
     """The kept rows of each split, in order: a seeded sample of them for validation, the rest for train."""
     n_out = len(keep)
-    n_val = cfg.validation_size if cfg.validation_size is not None else round(n_out * cfg.validation_split_percentage / 100)
+    n_val = (
+        cfg.validation_size
+        if cfg.validation_size is not None
+        else round(n_out * cfg.validation_split_percentage / 100)
+    )
     n_val = min(max(n_val, 1), n_out - 1)
     order = np.random.default_rng(cfg.seed).permutation(n_out)
     return {"train": np.sort(keep[order[n_val:]]), "validation": np.sort(keep[order[:n_val]])}

@@ -117,10 +117,7 @@ def plan_recipe(run: RunConfig) -> Plan:
     default("finetune", "output_dir", str(out / "finetune" / "pretrained"))
     if "pretrain" in sections or "finetune" in sections:
         sections.setdefault("report", {})
-    configs = {
-        s: config_from_dict(classes[s], sections[s], f"{run.recipe}: section '{s}'")
-        for s in sections
-    }
+    configs = {s: config_from_dict(classes[s], sections[s], f"{run.recipe}: section '{s}'") for s in sections}
     return Plan(name=name, output_dir=out, configs=configs, path=Path(run.recipe))
 
 
@@ -287,7 +284,9 @@ def _identity(name: str, spec: str) -> Any:
     folder, at, split = spec.rpartition("@")
     if at and Path(os.path.expanduser(folder)).is_dir():  # a saved dataset's split: FOLDER@SPLIT
         return {"folder": cache.folder_digest(Path(os.path.expanduser(folder))), "split": split}
-    if spec.startswith(("hf:", "builtin:")) or (name in ("model_name_or_path", "tokenizer_name") and looks_like_repo_id(spec)):
+    if spec.startswith(("hf:", "builtin:")) or (
+        name in ("model_name_or_path", "tokenizer_name") and looks_like_repo_id(spec)
+    ):
         return spec
     what = "data file" if name.endswith("_file") else f"{name} folder"
     raise UserError(f"{name}: {what} not found: {spec}")

@@ -118,7 +118,15 @@ def test_missing_label_column_and_unseen_label(tmp_path, capsys, pretrained_tiny
     train = _labelled(tmp_path, "train.tsv", [("good film", "pos"), ("bad film", "neg")] * 4)
     dev = _labelled(tmp_path, "dev.tsv", [("odd film", "neutral")])
     out = tmp_path / "ft"
-    base = ["finetune", "--model_name_or_path", pretrained_tiny_model, "--train_file", train, "--output_dir", out]
+    base = [
+        "finetune",
+        "--model_name_or_path",
+        pretrained_tiny_model,
+        "--train_file",
+        train,
+        "--output_dir",
+        out,
+    ]
     code, err = run_cli([*base, "--text_column", "sentence", "--label_column", "stars"], capsys)
     assert code == 2 and "no column 'stars'" in err and "sentence" in err and "label" in err
     code, err = run_cli([*base, "--text_column", "sentence", "--validation_file", dev], capsys)

@@ -58,7 +58,9 @@ def test_refuses_another_tokenizer(source, packed_dir, tmp_path):
 
 def test_only_with_masked_lm(packed_dir, tmp_path, source):
     with pytest.raises(UserError, match="model_name_or_path works with objective: mlm"):
-        tiny_pretrain_config(packed_dir, tmp_path, model_name_or_path=str(source), objective="electra").validate()
+        tiny_pretrain_config(
+            packed_dir, tmp_path, model_name_or_path=str(source), objective="electra"
+        ).validate()
 
 
 def test_card_and_record_name_the_start(source, packed_dir, tmp_path):

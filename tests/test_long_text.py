@@ -52,7 +52,9 @@ def test_chunks_cover_the_text_and_know_their_document():
     tok = build_tokenizer()
     texts = [" ".join(["cat"] * n) for n in (3, 40, 10, 70)]
     ds = datasets.Dataset.from_dict({"text": texts, "label": ["pos"] * 4})
-    cfg = FinetuneConfig(model_name_or_path="m", output_dir="o", train_file="t", max_seq_length=16, long_text="chunks")
+    cfg = FinetuneConfig(
+        model_name_or_path="m", output_dir="o", train_file="t", max_seq_length=16, long_text="chunks"
+    )
     enc = tokenize_split(ds, cfg, tok, ["neg", "pos"]).to_dict()
     doc = enc[long_text.DOC]
     assert doc == sorted(doc) and set(doc) == {0, 1, 2, 3}

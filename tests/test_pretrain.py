@@ -58,7 +58,9 @@ def test_metrics_and_history(pretrained):
 def test_resume_continues_from_latest_checkpoint(packed_dir, tmp_path):
     out = tmp_path / "run"
     pretrain(_cfg(packed_dir, out, max_steps=4, save_steps=2, eval_steps=0))
-    metrics = pretrain(_cfg(packed_dir, out, max_steps=6, save_steps=2, eval_steps=0, resume_from_checkpoint="latest"))
+    metrics = pretrain(
+        _cfg(packed_dir, out, max_steps=6, save_steps=2, eval_steps=0, resume_from_checkpoint="latest")
+    )
     assert metrics["resumed_from"].endswith("checkpoint-4")
     assert metrics["steps"] == 6
 

@@ -98,7 +98,9 @@ def _finetune_key(ft: FinetuneConfig, data: TaskData) -> str:
     config = config_values(ft)
     for name in ("output_dir", "disable_tqdm"):  # where it goes and how it shows change no result
         config.pop(name)
-    return cache.fingerprint({"config": config, "data": data.fingerprint, "model": _model_stamp(ft.model_name_or_path)})
+    return cache.fingerprint(
+        {"config": config, "data": data.fingerprint, "model": _model_stamp(ft.model_name_or_path)}
+    )
 
 
 def _model_stamp(model: str) -> Any:

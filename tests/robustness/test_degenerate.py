@@ -319,7 +319,11 @@ def test_all_empty_texts_are_an_error(tmp_path):
         _load(path)
     out = tmp_path / "out"
     with pytest.raises(UserError, match="all 4 texts"):  # before any model is loaded
-        finetune(FinetuneConfig(model_name_or_path=str(tmp_path / "no-model"), train_file=str(path), output_dir=str(out)))
+        finetune(
+            FinetuneConfig(
+                model_name_or_path=str(tmp_path / "no-model"), train_file=str(path), output_dir=str(out)
+            )
+        )
     assert not out.exists()
 
 
@@ -344,7 +348,10 @@ def test_a_dev_label_training_never_saw_is_an_error(tmp_path):
     train = _csv(tmp_path / "train.csv", [(t, "ab"[i % 2]) for i, t in enumerate(make_tiny_texts(20))])
     dev = _csv(tmp_path / "dev.csv", [(t, "abc"[i % 3]) for i, t in enumerate(make_tiny_texts(9, seed=2))])
     cfg = FinetuneConfig(
-        model_name_or_path=str(tmp_path / "no-model"), train_file=str(train), validation_file=str(dev), output_dir="o"
+        model_name_or_path=str(tmp_path / "no-model"),
+        train_file=str(train),
+        validation_file=str(dev),
+        output_dir="o",
     )
     with pytest.raises(
         UserError, match=r"dev\.csv: label 'c' not seen in the training data; known labels: a, b"
