@@ -42,7 +42,7 @@ from masking import common_mlm_scores  # noqa: E402
 
 from data_prep.io import read_json  # noqa: E402
 from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
-from mlm.evaluate.suite import FINETUNE_KEYS  # noqa: E402
+from mlm.evaluate.suite import PER_RUN_KEYS  # noqa: E402
 from mlm.masking import MaskingConfig  # noqa: E402
 from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
 
@@ -136,7 +136,7 @@ def suite_for(domain: str, out: Path, seeds: int) -> str:
     if DOMAINS[domain]["suite"]:
         return DOMAINS[domain]["suite"]
     finetune = yaml.safe_load((ROOT / DOMAINS[domain]["recipe"]).read_text())["finetune"]
-    settings = {k: v for k, v in finetune.items() if k in FINETUNE_KEYS}
+    settings = {k: v for k, v in finetune.items() if k not in PER_RUN_KEYS}
     suite = {"name": "pydocs_demo", "seeds": seeds, "finetune": settings, "tasks": {"demo": DEMO_TASK}}
     path = out / "recipes" / "pydocs_demo_suite.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))

@@ -57,6 +57,8 @@ def _coerce(value: Any, tp: Any, name: str, where: str) -> Any:
             return None
         raise UserError(f"{where}: '{name}' must not be empty")
     kinds = [_kind(m) for m in members]
+    if object in kinds:  # any value (a suite's `train:`: a path or a mapping), checked where it is read
+        return value
     for kind in kinds:  # a value that already has one of the union's kinds is kept as it is
         if kind in (bool, int, float, str, list, dict) and _is_kind(value, kind):
             return [str(v) for v in value] if kind is list else value

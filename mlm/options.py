@@ -50,6 +50,7 @@ class MlmTrainingArguments(TrainingArguments):
     FIXED: ClassVar[dict[str, str]] = {}
 
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (default: on for CUDA GPUs)"})
+    disable_tqdm: bool = field(default=False, metadata={"help": "hide the progress bars"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_steps: float = field(
         default=0.1, metadata={"help": "warmup: optimizer steps, or a share of all steps when below 1"}

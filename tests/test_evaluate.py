@@ -245,7 +245,11 @@ def test_bad_suites(tmp_path, suite_file, pretrain_run):
     check("tasks: [unclosed", "YAML|tasks")
     # the same one-line errors as recipes: wrong types, unknown keys at every level, missing required keys
     check({**good, "seeds": "many"}, "'seeds' should be an integer")
-    check({**good, "finetune": {"seed": 1}}, "finetune: unknown key.*seed; valid keys: learning_rate")
+    check({**good, "finetune": {"seed": 1}}, "finetune: seed is set by each run")
+    check(
+        {**good, "finetune": {"learning_rat": 1e-3}}, r"finetune: unknown key.*did you mean learning_rate\?"
+    )
+    check({**good, "tasks": {"x": {**good["tasks"]["trec"], "text_colum": "t"}}}, "did you mean text_column")
     trec = good["tasks"]["trec"]
     check({**good, "tasks": {"x": {**trec, "train": {"file": "a.csv"}}}}, "train: unknown key")
     check({**good, "tasks": {"x": {**trec, "test": {"encoding": "utf-8"}}}}, "missing.*path")

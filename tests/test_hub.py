@@ -27,6 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # A distinctive fake token: it must never show up in a file, a Hub commit or any output.
 TOKEN = "hf_mlmTestT0ken_d3adb33fc0ffee5eed"
 RUN_INFO = {
+    "kind": "pretrain",
+    "objective": {"name": "mlm", "description": "masked language modelling", "pipeline_tag": "fill-mask"},
     "license": "mit",
     "language": "en",
     "corpus": {

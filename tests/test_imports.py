@@ -10,9 +10,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("mlm", "data_prep")
-# Circles being removed on another branch (mlm/hub: client <-> files): tolerated until that merges, and
-# then this test says to delete the entry.
-PENDING = [["mlm.hub.client", "mlm.hub.files"]]
 
 
 def _module_names(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:
@@ -115,12 +112,9 @@ def _describe(cycle: list[str], edges: dict[str, set[str]]) -> str:
 def test_the_package_has_no_import_circles():
     edges, _ = _graph(_module_names(REPO, PACKAGES))
     cycles = _cycles(edges)
-    new = [c for c in cycles if c not in PENDING]
-    assert not new, "import circles (move what both need into the lower module):\n" + "\n".join(
-        _describe(c, edges) for c in new
+    assert not cycles, "import circles (move what both need into the lower module):\n" + "\n".join(
+        _describe(c, edges) for c in cycles
     )
-    gone = [c for c in PENDING if c not in cycles]
-    assert not gone, f"no longer circles: delete {gone} from PENDING in tests/test_imports.py"
 
 
 def test_data_prep_never_imports_mlm():

@@ -69,7 +69,7 @@ def test_card_and_record_name_the_start(source, packed_dir, tmp_path):
     out = tmp_path / "continued"
     pretrain(tiny_pretrain_config(packed_dir, out, model_name_or_path=str(source), max_steps=1, save_steps=0))
     record = RunRecord.load(out / "final")
-    assert record.model.model_name_or_path == "final" and record.model.preset is None
+    assert record.model.init_from == "final" and record.model.preset is None
     assert "pretrained further from `final`" in (out / "final" / "README.md").read_text()
     assert str(source) not in (out / "final" / "run_info.json").read_text()  # no local path
 

@@ -106,7 +106,7 @@ def test_objective_options_are_validated(packed_dir, tmp_path):
     bad = tiny_pretrain_config(packed_dir, tmp_path / "r", objective=RandomTokenDetection.name,
                                objective_options={"rate": 0.3})  # fmt: skip
     with pytest.raises(
-        UserError, match=r"objective_options \(toy-random-token-detection\): unknown key\(s\) rate"
+        UserError, match=r"objective_options \(toy-random-token-detection\): unknown key\(s\) 'rate'"
     ):
         bad.validate()
     with pytest.raises(UserError, match="objective 'mlm' takes no objective_options"):

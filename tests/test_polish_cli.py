@@ -47,12 +47,10 @@ def test_help_has_an_example_the_required_options_and_each_flag_once(command: st
     assert len(flags) == len(set(flags)) and "--quiet" in flags, flags
     assert not [f for f in flags if "-" in f[2:]], "--max-seq-length spellings are accepted, not listed"
     required = {"prepare": ["--corpus", "--output_dir"], "pack": ["--data_dir", "--tokenizer_dir", "--output_dir"],
-                "pretrain": ["--data_dir", "--output_dir"], "finetune": ["--model_name_or_path", "--output_dir", "--train_file"],
+                "pretrain": ["--data_dir", "--output_dir"], "finetune": ["--model_name_or_path", "--train_file", "--output_dir"],
                 "train-tokenizer": ["--output_dir"], "evaluate": ["--suite"]}.get(command)  # fmt: skip
     if required:
-        section = text.split("required (here, or in the recipe section given with --config):\n")[1].split(
-            "\n\n"
-        )[0]
+        section = text.split("required:\n")[1].split("\n\n")[0]
         assert re.findall(r"^  (--\w+)", section, flags=re.M) == required, section
 
 

@@ -213,5 +213,5 @@ def test_incomplete_checkpoints_are_ignored_and_removed(packed_dir, tmp_path):
     keep = truncated.read_bytes()
     truncated.write_bytes(keep[:10])
     cfg = PretrainConfig(**_kw(packed_dir, out, max_steps=6, resume_from_checkpoint="latest"))
-    assert Path(resolve_resume(cfg.resume, cfg.output_dir)).name == "checkpoint-2"
+    assert Path(resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)).name == "checkpoint-2"
     assert not partial.exists() and not (out / "checkpoint-4").exists()  # removed: they can never be used

@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
-from transformers import AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoTokenizer, Trainer
 
 from mlm.data import BlockDataset, load_packed
 from mlm.masking import MaskingCollator, MaskingConfig
 from mlm.modeling import build_config, build_model
-from mlm.options import hardware, training_arguments
+from mlm.options import device_values, hardware, trainer_arguments
 from mlm.pretrain import PretrainConfig, pretrain
 
 TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
@@ -23,11 +23,12 @@ def _cfg(**kw) -> PretrainConfig:
 
 
 def test_cpu_defaults_are_applied(tmp_path):
-    ta = training_arguments(_cfg(use_cpu=True))
-    assert ta["optim"] == "adamw_torch_fused" and ta["bf16"] is False
+    cfg = _cfg(use_cpu=True)
+    ta = device_values(cfg)
+    assert cfg.optim == "adamw_torch_fused" and ta["bf16"] is False
     assert ta["dataloader_num_workers"] == 0 and ta["dataloader_pin_memory"] is False
-    assert "tf32" not in ta and ta["torch_compile"] is False
-    args = TrainingArguments(**{**ta, "output_dir": str(tmp_path)})
+    assert "tf32" not in ta and cfg.torch_compile is False
+    args = trainer_arguments(cfg, output_dir=str(tmp_path))
     model = build_model(build_config("tiny", 128, 16, overrides=TINY))
     trainer = Trainer(model=model, args=args)
     trainer.create_optimizer()
@@ -40,8 +41,8 @@ def test_explicit_options_win(monkeypatch):
     cfg = _cfg(
         use_cpu=True, optim="adamw_torch", dataloader_num_workers=2, dataloader_pin_memory=True, bf16=True
     )
-    ta = training_arguments(cfg)
-    assert ta["optim"] == "adamw_torch" and ta["dataloader_num_workers"] == 2
+    ta = device_values(cfg)
+    assert cfg.optim == "adamw_torch" and ta["dataloader_num_workers"] == 2
     assert ta["dataloader_pin_memory"] is True and ta["bf16"] is True
     assert ta["dataloader_persistent_workers"] is True and ta["dataloader_prefetch_factor"] == 4
 
@@ -52,14 +53,13 @@ def test_gpu_defaults(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Fake GPU")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))
     monkeypatch.setattr("os.cpu_count", lambda: 16)
-    ta = training_arguments(_cfg())
+    ta = device_values(_cfg())
     assert hardware(_cfg()) == "Fake GPU"
     assert ta["bf16"] is True and ta["dataloader_pin_memory"] is True and ta["tf32"] is True
     assert ta["dataloader_num_workers"] == 4 and ta["dataloader_persistent_workers"] is True
-    assert ta["optim"] == "adamw_torch_fused"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 0))
-    assert "tf32" not in training_arguments(_cfg())  # pre-Ampere: TrainingArguments refuses it
-    ta = training_arguments(_cfg(use_cpu=True))  # use_cpu beats the GPU
+    assert "tf32" not in device_values(_cfg())  # pre-Ampere: TrainingArguments refuses it
+    ta = device_values(_cfg(use_cpu=True))  # use_cpu beats the GPU
     assert ta["bf16"] is False and ta["dataloader_num_workers"] == 0
 
 

@@ -11,7 +11,7 @@ import torch
 
 from data_prep.errors import UserError
 from mlm.cpu.threads import ThreadTuner, candidate_counts, configure_cpu_threads, parse_cpu_threads
-from mlm.options import TrainerOptions
+from mlm.pretrain import PretrainConfig
 
 # seconds per step on a 2-core machine: idle, 2 threads are faster; with one core busy, 1 thread is
 STEP_S = {(2, False): 0.10, (1, False): 0.17, (2, True): 0.46, (1, True): 0.18}
@@ -121,7 +121,7 @@ def test_option_validation():
         with pytest.raises(UserError, match="cpu_threads"):
             parse_cpu_threads(bad)
     with pytest.raises(UserError, match="cpu_threads"):
-        TrainerOptions(cpu_threads="zero").validate()
+        PretrainConfig(data_dir="d", output_dir="o", cpu_threads="zero").validate()
 
 
 def test_nothing_to_tune(monkeypatch):

@@ -46,7 +46,8 @@ class Objective:
                 raise UserError(f"objective '{cls.name}' takes no objective_options, got {', '.join(values)}")
             return None
         opts = config_from_dict(cls.options, values or {}, f"objective_options ({cls.name})")
-        opts.validate()
+        if hasattr(opts, "validate"):  # an objective's options may check their values
+            opts.validate()
         return opts
 
     def build_model(self, model_config: PretrainedConfig) -> PreTrainedModel:

@@ -201,7 +201,7 @@ def test_finetune_into_its_model_is_refused(tmp_path, work, model_run, where):
     out = run / "final" if where == "the_model" else run
     before = snapshot(run, train)
     proc = mlm(*finetune_args(run / "final", train, out), cwd=work)
-    assert_refused(proc, f"output_dir {out}", f"model: {run / 'final'}")
+    assert_refused(proc, f"output_dir {out}", f"model_name_or_path: {run / 'final'}")
     assert snapshot(run, train) == before
 
 
