@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mlm-installed
+TEST_STAMP := $(VENV)/.mlm-test-installed
 # Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_ARGS ?=
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -22,23 +23,29 @@ $(STAMP): pyproject.toml
 		echo "no GPU: installing the CPU build torch==2.13.0 first"; \
 		$(PY) -m pip install $(TORCH_PIP_ARGS) torch==2.13.0; \
 	fi
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e .
 	@touch $(STAMP)
+
+# the test tools (pytest, pytest-xdist, ruff, ...) on top of the package: only `make test` and `make lint` need them
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -e ".[test]"
+	@touch $(TEST_STAMP)
 
 demo: install
 	$(OFFLINE) $(VENV)/bin/mlm run recipes/demo.yaml
 
-test: install
-	$(OFFLINE) $(PY) -m pytest -q
+# both cores: the test files are spread over one worker per core
+test: $(TEST_STAMP)
+	$(OFFLINE) $(PY) -m pytest -q -n auto --dist loadfile
 
-test-fast: install
-	$(OFFLINE) $(PY) -m pytest -q -m "not slow"
+test-fast: $(TEST_STAMP)
+	$(OFFLINE) $(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
 
-lint: install
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check mlm data_prep tests benchmarks
 	$(VENV)/bin/ruff format --check mlm data_prep tests benchmarks
 
-format: install
+format: $(TEST_STAMP)
 	$(VENV)/bin/ruff format mlm data_prep tests benchmarks
 	$(VENV)/bin/ruff check --fix mlm data_prep tests benchmarks
 

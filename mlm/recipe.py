@@ -41,15 +41,24 @@ class RunConfig:
 
 @dataclass
 class ReportConfig:
-    """The `report:` section: which comparisons the recipe's report holds."""
+    """The `report:` section: what the fine-tuning step compares (with `mlm evaluate`'s engine)."""
 
     compare_from_scratch: bool = field(
         default=True, metadata={"help": "also fine-tune the same architecture from random initialisation"}
     )
     tfidf_baseline: bool = field(default=True, metadata={"help": "also score TF-IDF + logistic regression"})
+    label_fractions: list[str] = field(
+        default_factory=lambda: ["1.0"],
+        metadata={"help": "shares of the training labels to fine-tune on, e.g. 0.1,1.0 (stratified, seeded)"},
+    )
+    seeds: int = field(default=1, metadata={"help": "fine-tuning seeds per method and label fraction"})
 
     def validate(self) -> None:
-        pass
+        from mlm.evaluate.config import parse_fractions
+
+        parse_fractions(self.label_fractions, "report: label_fractions")
+        if self.seeds < 1:
+            raise UserError(f"report: seeds must be >= 1, got {self.seeds}")
 
 
 TOP_LEVEL_KEYS = ("name", "description", "output_dir", *STEPS)
@@ -114,7 +123,7 @@ def plan_recipe(run: RunConfig) -> Plan:
     default("pretrain", "resume_from_checkpoint", "auto")
     if "pretrain" in sections:
         default("finetune", "model_name_or_path", str(Path(sections["pretrain"]["output_dir"]) / "final"))
-    default("finetune", "output_dir", str(out / "finetune" / "pretrained"))
+    default("finetune", "output_dir", str(out / "finetune"))
     if "pretrain" in sections or "finetune" in sections:
         sections.setdefault("report", {})
     configs = {s: config_from_dict(classes[s], sections[s], f"{run.recipe}: section '{s}'") for s in sections}
@@ -131,6 +140,8 @@ def check_plan(plan: Plan) -> None:
     for step, cfg in plan.configs.items():
         _in_section(plan, step, cfg.validate)
     _in_section(plan, "pack", lambda: _check_sequence_lengths(plan))
+    if "finetune" in plan.configs:
+        _in_section(plan, "finetune", lambda: check_finetune_section(plan.configs["finetune"]))
     positions = _in_section(plan, "pretrain", lambda: _model_positions(plan))
     _in_section(plan, "finetune", lambda: _check_finetune_length(plan, positions))
 
@@ -420,8 +431,6 @@ def _quiet(message: str) -> None:
 def _step_folder(step: str, cfg: Any, plan: Plan) -> Path:
     if step == "report":
         return plan.output_dir
-    if step == "finetune":
-        return Path(cfg.output_dir).parent
     return Path(cfg.output_dir)
 
 
@@ -451,39 +460,71 @@ def _run_pretrain(cfg, plan, results):
 
 
 def _run_finetune(cfg, plan, results):
-    """Fine-tune the pretrained model; with the report's comparisons, also from scratch and TF-IDF."""
-    from mlm.finetune import finetune
+    """The pretrained model against the same model from scratch and TF-IDF, by `mlm evaluate`'s engine on
+    a one-task suite written from the finetune section (SUITE_FILE); with push_to_hub, the classifier of the
+    first seed at the largest label fraction is pushed."""
+    from mlm.evaluate import EvaluateConfig, evaluate
 
-    report_cfg = plan.configs.get("report", ReportConfig())
-    out: dict[str, Any] = {"pretrained": finetune(cfg)}
-    if report_cfg.compare_from_scratch:
-        scratch = dataclasses.replace(
-            cfg, from_scratch=True, output_dir=str(Path(cfg.output_dir).parent / "scratch"), push_to_hub=False
-        )
-        out["scratch"] = finetune(scratch)
-    if report_cfg.tfidf_baseline and cfg.problem_type == "single_label_classification":
-        out["tfidf"] = _tfidf(cfg)  # the baseline is a single-label classifier
+    report = plan.configs.get("report", ReportConfig())
+    suite = write_suite(cfg, report, plan.name, plan.output_dir / SUITE_FILE)
+    ecfg = EvaluateConfig(
+        model=cfg.model_name_or_path, suite=str(suite), output_dir=cfg.output_dir,
+        no_scratch=not report.compare_from_scratch, no_tfidf=not report.tfidf_baseline,
+        save_models=cfg.save_model, use_cpu=cfg.use_cpu, disable_tqdm=cfg.disable_tqdm,
+    )  # fmt: skip
+    out = evaluate(ecfg)
+    if cfg.push_to_hub:
+        _push_classifier(cfg, out)
     return out
 
 
-def _tfidf(cfg) -> dict[str, Any]:
-    """TF-IDF + logistic regression on the finetune step's data, read exactly as fine-tuning reads it."""
-    from mlm.baselines import tfidf_baseline
-    from mlm.finetune import load_split
+SUITE_FILE = "finetune_suite.yaml"
+# finetune-section options that each run of the engine sets, and the recipe option that says it instead
+SET_BY_REPORT = {"label_fraction": "label_fractions", "seed": "seeds", "from_scratch": "compare_from_scratch"}
+# options that describe the task (a suite task's keys) rather than how to fine-tune
+TASK_KEYS = ("text_column", "text_pair_column", "label_column", "column_names", "delimiter", "encoding",
+             "encoding_errors", "on_bad_lines", "problem_type", "metrics", "max_train_samples")  # fmt: skip
+NOT_IN_SUITE = ("model_name_or_path", "output_dir", "train_file", "validation_file", "test_file", "save_model",
+                "use_cpu", "disable_tqdm", "push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo",
+                "hub_token", "hub_revision", "hub_always_push")  # fmt: skip
 
-    train = load_split(cfg, cfg.train_file)
-    evals = {"test": cfg.test_file, "validation": cfg.validation_file}
-    return {
-        split: tfidf_baseline(
-            train,
-            load_split(cfg, path),
-            cfg.text_column,
-            cfg.label_column,
-            text_pair_column=cfg.text_pair_column,
-        )
-        for split, path in evals.items()
-        if path
-    }
+
+def check_finetune_section(cfg: Any) -> None:
+    """The finetune section sets nothing that the report section says for every run."""
+    given = _non_defaults(cfg)
+    for name, instead in SET_BY_REPORT.items():
+        if name in given:
+            raise UserError(f"{name} is set for each run by the recipe: use `report: {instead}`")
+    if not (cfg.validation_file or cfg.test_file):
+        raise UserError("the recipe's fine-tuning compares models on held-out data: give validation_file "
+                        "and/or test_file (or fine-tune alone with `mlm finetune`)")  # fmt: skip
+
+
+def write_suite(cfg: Any, report: ReportConfig, name: str, path: Path) -> Path:
+    """The one-task suite of a recipe's finetune section: its data and columns as the task, its other
+    non-default options as the suite's fine-tuning settings."""
+    import yaml
+
+    given = _non_defaults(cfg)
+    task = {"train": cfg.train_file, **({"dev": cfg.validation_file} if cfg.validation_file else {}),
+            **({"test": cfg.test_file} if cfg.test_file else {})}  # fmt: skip
+    task.update({k: v for k, v in given.items() if k in TASK_KEYS})
+    settings = {k: v for k, v in given.items() if k not in (*TASK_KEYS, *NOT_IN_SUITE, *SET_BY_REPORT)}
+    suite = {"name": name, "seeds": report.seeds, "label_fractions": list(report.label_fractions),
+             "finetune": settings, "tasks": {name: task}}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+def _push_classifier(cfg: Any, results: dict[str, Any]) -> None:
+    """Push the pretrained model's classifier at the largest label fraction (its first seed)."""
+    from mlm.hub import PushConfig, push
+
+    top = max(results["label_fractions"])
+    row = next(r for r in results["rows"] if r["method"] == "pretrained" and r["label_fraction"] == top)
+    push(PushConfig(folder=row["folders"][0], repo_id=cfg.hub_model_id, private=cfg.hub_private_repo,
+                    commit_message="End of training"))  # fmt: skip
 
 
 def _run_report(cfg, plan, results):

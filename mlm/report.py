@@ -8,11 +8,6 @@ from typing import Any
 from data_prep.io import read_json, write_json
 
 PRETRAIN_KEYS = ("eval_loss", "perplexity", "masked_accuracy", "tokens_seen", "train_tokens_per_second")
-METHOD_NAMES = {
-    "pretrained": "pretrained + fine-tuned",
-    "scratch": "same model from scratch",
-    "tfidf": "TF-IDF + LogReg",
-}
 
 
 def plot_loss_curves(log_history: list[dict], path: Path, title: str = "MLM pretraining") -> Path | None:
@@ -42,23 +37,17 @@ def plot_loss_curves(log_history: list[dict], path: Path, title: str = "MLM pret
     return path
 
 
-def _split_metrics(result: dict | None) -> dict[str, dict[str, float]]:
-    """{'test': {...}, 'validation': {...}} from a finetune or TF-IDF result."""
-    if not result:
-        return {}
-    return {k: v for k, v in result.items() if k in ("test", "validation") and isinstance(v, dict)}
-
-
 def build_report(plan, results: dict[str, Any]) -> dict[str, Any]:
+    """report.json: the recipe, its pretraining metrics and its fine-tuning comparison (`mlm evaluate`'s
+    results: rows per task, split, method and label fraction)."""
     report: dict[str, Any] = {"recipe": str(plan.path), "name": plan.name, "output_dir": str(plan.output_dir)}
     pre = results.get("pretrain")
     if pre:
         report["pretrain"] = {k: pre.get(k) for k in (*PRETRAIN_KEYS, "steps", "train_seconds", "parameters")}
-    ft = results.get("finetune") or {}
+    ft = results.get("finetune")
     if ft:
-        report["finetune"] = {
-            m: _split_metrics(ft.get(m)) for m in ("pretrained", "scratch", "tfidf") if m in ft
-        }
+        report["finetune"] = {"results": str(Path(plan.configs["finetune"].output_dir) / "results.json"),
+                              "rows": [r for r in ft.get("rows", []) if not r.get("intermediate")]}  # fmt: skip
     return report
 
 
@@ -74,32 +63,18 @@ def _fmt(v: Any) -> str:
 
 def summary_tables(report: dict[str, Any]) -> str:
     """Markdown tables; the same text is printed and written to report.md."""
+    from mlm.evaluate.results import main_table
+
     lines = [f"# Report: {report['name']}", ""]
     if "pretrain" in report:
         lines += ["## Pretraining", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(report['pretrain'].get(k))} |" for k in report["pretrain"]]
         lines.append("")
     if "finetune" in report:
-        ft = report["finetune"]
-        split = "test" if any("test" in v for v in ft.values()) else "validation"
-        metric_names: list[str] = []
-        for v in ft.values():
-            for name in v.get(split, {}):
-                if name not in metric_names and _is_score(name, v[split][name]):
-                    metric_names.append(name)
-        lines += [f"## Fine-tuning ({split} split)", ""]
-        lines += ["| method | " + " | ".join(metric_names) + " |", "|---|" + "---|" * len(metric_names)]
-        for method, v in ft.items():
-            row = [_fmt(v.get(split, {}).get(m)) for m in metric_names]
-            lines.append(f"| {METHOD_NAMES.get(method, method)} | " + " | ".join(row) + " |")
-        lines.append("")
+        lines += ["## Fine-tuning", "", *main_table(report["finetune"]), ""]
     if report.get("loss_curves"):
         lines += [f"![loss curves]({Path(report['loss_curves']).name})", ""]
     return "\n".join(lines)
-
-
-def _is_score(name: str, value: Any) -> bool:
-    return isinstance(value, (int, float)) and name.startswith(("accuracy", "f1", "matthews"))
 
 
 def write_report(plan, results: dict[str, Any]) -> dict[str, Any]:

@@ -374,3 +374,13 @@ def test_time_budget_schedule_ends_at_zero_when_steps_slow_down(monkeypatch):
     state, lrs, clock = _budget_run(monkeypatch, lambda step: 1.0 if step < 600 else 3.0)  # 3x slower late
     assert clock <= 1000.0 + 3.0 and state.max_steps == state.global_step  # at most one step past
     assert lrs[-1] == pytest.approx(0.0, abs=1e-9)  # the scheduler stepped to the end of its schedule
+
+
+def test_a_hub_id_is_a_model_like_for_every_other_command(tmp_path, monkeypatch):
+    from mlm.evaluate.models import resolve_models
+
+    monkeypatch.chdir(tmp_path)  # no folder of that name here
+    main, others = resolve_models("someone/tiny-bert")
+    assert (main.path, main.name, others) == ("someone/tiny-bert", "someone/tiny-bert", [])
+    with pytest.raises(UserError, match="model not found: no/such/thing"):
+        resolve_models("no/such/thing")  # not a folder, and not a Hub id

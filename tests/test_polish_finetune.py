@@ -241,16 +241,19 @@ def test_a_recipe_pushes_only_the_pretrained_classifier_not_its_scratch_baseline
     tmp_path: Path, monkeypatch
 ) -> None:
     import mlm.finetune
+    import mlm.hub
     from mlm.recipe import RunConfig, run_recipe
 
     ran: list[FinetuneConfig] = []
+    pushed: list = []
 
     def fake_finetune(cfg: FinetuneConfig) -> dict:
         Path(cfg.output_dir).mkdir(parents=True)
         ran.append(cfg)
-        return {}
+        return {"train_samples": 2, "label_fraction": 1.0, "seed": cfg.seed, "test": {"accuracy": 0.5}}
 
     monkeypatch.setattr(mlm.finetune, "finetune", fake_finetune)
+    monkeypatch.setattr(mlm.hub, "push", pushed.append)
     from transformers import BertConfig, BertForMaskedLM
 
     model, data = tmp_path / "m", tmp_path / "t.csv"  # inputs that exist: the recipe is checked up front
@@ -260,9 +263,15 @@ def test_a_recipe_pushes_only_the_pretrained_classifier_not_its_scratch_baseline
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""
 output_dir: {tmp_path / "runs"}
-finetune: {{model_name_or_path: {model}, train_file: {data}, push_to_hub: true, hub_model_id: me/cls, class_names: [a, b]}}
+finetune: {{model_name_or_path: {model}, train_file: {data}, test_file: {data}, push_to_hub: true,
+            hub_model_id: me/cls, class_names: [a, b]}}
 report: {{compare_from_scratch: true, tfidf_baseline: false}}
 """)
     run_recipe(RunConfig(recipe=str(recipe), steps=["finetune"]), log=lambda message: None)
-    assert [(c.from_scratch, c.push_to_hub) for c in ran] == [(False, True), (True, False)]
+    # the runs never push; the recipe pushes the pretrained classifier it kept, once
+    assert [(c.from_scratch, c.push_to_hub, c.save_model) for c in ran] == [
+        (False, False, True),
+        (True, False, False),
+    ]
+    assert [(p.folder, p.repo_id) for p in pushed] == [(ran[0].output_dir, "me/cls")]
     assert ran[1].class_names == ["a", "b"]

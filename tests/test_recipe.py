@@ -79,16 +79,20 @@ def test_run_writes_report_then_reuses_steps(recipe):
     out = recipe.parent / "runs"
     for key in ("eval_loss", "perplexity", "masked_accuracy", "tokens_seen", "train_tokens_per_second"):
         assert report["pretrain"][key] is not None, key
-    for method in ("pretrained", "scratch", "tfidf"):
-        test = report["finetune"][method]["test"]
-        assert 0.0 <= test["accuracy"] <= 1.0 and 0.0 <= test["f1_macro"] <= 1.0
+    rows = {(r["method"], r["split"]): r for r in report["finetune"]["rows"]}
+    for method in ("pretrained", "scratch", "tfidf"):  # the comparison of `mlm evaluate`'s engine
+        assert 0.0 <= rows[(method, "test")]["metrics"]["accuracy"]["median"] <= 1.0
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["pretrain"]["tokens_seen"] == report["pretrain"]["tokens_seen"]
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
     assert "masked_accuracy" in md and "TF-IDF" in md and "from scratch" in md
     assert (out / "pretrain" / "final" / "model.safetensors").is_file()
-    assert (out / "finetune" / "scratch" / "metrics.json").is_file()
+    results = json.loads((out / "finetune" / "results.json").read_text())  # as `mlm evaluate` writes it
+    assert results["rows"] == [r for r in report["finetune"]["rows"]]
+    saved = Path(rows[("pretrained", "test")]["folders"][0])
+    assert (saved / "model.safetensors").is_file() and (saved / "README.md").is_file()  # to push
+    assert not (Path(rows[("scratch", "test")]["folders"][0]) / "model.safetensors").exists()
 
     # unchanged: every step is reused
     logs.clear()
@@ -116,3 +120,39 @@ def test_shipped_recipes_pass_the_whole_recipe_check(path, monkeypatch):
         pytest.skip("its corpus is in ../shared/data, which this machine does not have")
     monkeypatch.chdir(ROOT)  # recipes name their data relative to the project root
     check_plan(plan_recipe(RunConfig(recipe=str(path))))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("  seed: 7\n", "seed is set for each run by the recipe: use `report: seeds`"),
+        ("  label_fraction: 0.1\n", "use `report: label_fractions`"),
+        ("  from_scratch: true\n", "use `report: compare_from_scratch`"),
+    ],
+)
+def test_finetune_options_the_report_sets_are_refused(recipe, tmp_path, extra, message):
+    from data_prep.errors import UserError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(recipe.read_text().replace("  num_train_epochs: 1\n", "  num_train_epochs: 1\n" + extra))
+    with pytest.raises(UserError, match=f"section 'finetune': .*{message}"):
+        check_plan(plan_recipe(RunConfig(recipe=str(bad))))
+
+
+def test_the_finetune_step_is_a_one_task_suite(recipe, tmp_path):
+    """`mlm run`'s comparison is `mlm evaluate`'s: the suite it writes loads, with the section's settings."""
+    import yaml
+
+    from mlm.evaluate.suite import load_suite
+    from mlm.recipe import ReportConfig, write_suite
+
+    plan = plan_recipe(RunConfig(recipe=str(recipe)))
+    path = write_suite(plan.configs["finetune"], ReportConfig(label_fractions=["0.5", "1"], seeds=2), "tiny",
+                       tmp_path / "suite.yaml")  # fmt: skip
+    suite = load_suite(path)
+    assert (
+        [t.name for t in suite.tasks] == ["tiny"] and suite.seeds == 2 and suite.label_fractions == [0.5, 1.0]
+    )
+    assert suite.finetune == {"max_seq_length": 32, "num_train_epochs": 1.0}
+    assert set(suite.tasks[0].files) == {"train", "dev", "test"}
+    assert "model_name_or_path" not in yaml.safe_load(path.read_text())["finetune"]

@@ -52,6 +52,12 @@ class EvaluateConfig:
             "help": "at most this many intermediate checkpoints, evenly spaced (0: none; default: all)"
         },
     )
+    save_models: bool = field(
+        default=False,
+        metadata={
+            "help": "keep the fine-tuned classifiers of the main model (one folder per run, for `mlm push`)"
+        },
+    )
     force: bool = field(default=False, metadata={"help": "rerun fine-tuning runs that have results already"})
     use_cpu: bool = field(default=False, metadata={"help": "train on the CPU even when a GPU is available"})
     disable_tqdm: bool = field(default=True, metadata={"help": "hide the progress bars of each run"})

@@ -62,36 +62,51 @@ def _read_splits(task: Task) -> tuple[dict[str, Any], list[str]]:
     """(split -> Dataset, label names): labels checked against train's, dev/test subsets drawn."""
     from mlm import labelled_data
 
-    splits = {split: _load_split(opts) for split, opts in task.files.items()}
+    splits = {split: _load_split(opts, task.problem_type) for split, opts in task.files.items()}
+    if task.problem_type == "regression":
+        return _eval_subsets(task, splits), []
     label_map = labelled_data.build_label_map(splits["train"][LABEL])
     if len(label_map) < 2:
         raise UserError(
             f"task '{task.name}': the training data has {len(label_map)} label(s); need at least 2"
         )
     for split in SPLITS:
-        if split not in splits:
-            continue
-        labelled_data.check_labels(splits[split], LABEL, label_map, f"task '{task.name}' {split} data")
-        if task.max_eval_samples and len(splits[split]) > task.max_eval_samples:
+        if split in splits:
+            labelled_data.check_labels(splits[split], LABEL, label_map, f"task '{task.name}' {split} data")
+    return _eval_subsets(task, splits), label_map
+
+
+def _eval_subsets(task: Task, splits: dict[str, Any]) -> dict[str, Any]:
+    """dev/test cut to `max_eval_samples` rows (stratified by label for single-label tasks, seed 0)."""
+    from mlm import labelled_data
+
+    for split in SPLITS:
+        if split in splits and task.max_eval_samples and len(splits[split]) > task.max_eval_samples:
             splits[split] = labelled_data.stratified_subset(
-                splits[split], LABEL, max_samples=task.max_eval_samples, seed=0
+                splits[split], LABEL, max_samples=task.max_eval_samples, seed=0, stratify=task.single_label
             )
-    return splits, label_map
+    return splits
 
 
-def _load_split(opts: FileOptions):
-    """One file as a Dataset with string columns text [, text_pair], label."""
+def _load_split(opts: FileOptions, problem_type: str):
+    """One file as a Dataset with string columns text [, text_pair] and the label column `problem_type`
+    wants (a string, a list of strings, or a number)."""
     import datasets
 
     from mlm import labelled_data
 
-    ds = labelled_data.load_labelled_with(opts.path, opts)
+    ds = labelled_data.load_labelled_with(opts.path, opts, problem_type)
     clean = _html_cleaner() if opts.strip_html else (lambda t: t)
     data = {TEXT: [clean(t) for t in ds[opts.text_column]]}
     if opts.text_pair_column:
         data[TEXT_PAIR] = [clean(t) for t in ds[opts.text_pair_column]]
-    data[LABEL] = [transform_label(str(v), opts.label_transform) for v in ds[opts.label_column]]
     features = datasets.Features({k: datasets.Value("string") for k in data})
+    if problem_type == "single_label_classification":
+        data[LABEL] = [transform_label(str(v), opts.label_transform) for v in ds[opts.label_column]]
+    else:
+        data[LABEL] = ds[opts.label_column]
+    features[LABEL] = datasets.Value("string") if problem_type == "single_label_classification" else (
+        ds.features[opts.label_column])  # fmt: skip
     return datasets.Dataset.from_dict(data, features=features)
 
 

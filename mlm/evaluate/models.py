@@ -22,11 +22,15 @@ class Checkpoint:
 
 
 def resolve_models(model: str) -> tuple[Checkpoint, list[Checkpoint]]:
-    """(main checkpoint, intermediate checkpoints in step order) for MODEL."""
+    """(main checkpoint, intermediate checkpoints in step order) for MODEL (folders, or a Hub id)."""
+    from mlm.hub import looks_like_repo_id
+
     paths = [Path(os.path.expanduser(p.strip())) for p in str(model).split(",") if p.strip()]
+    if len(paths) == 1 and not paths[0].exists() and looks_like_repo_id(str(model).strip()):
+        return Checkpoint(path=str(model).strip(), name=str(model).strip(), step=None, tokens_seen=None), []
     for p in paths:
         if not p.exists():
-            raise UserError(f"model not found: {p}")
+            raise UserError(f"model not found: {p} (not a folder, nor a Hub id)")
     if len(paths) == 1 and not _is_model(paths[0]):
         paths = _run_models(paths[0])
     else:

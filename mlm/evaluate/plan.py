@@ -125,7 +125,7 @@ def _pick_tasks(suite: Suite, wanted: list[str]) -> list[Task]:
 
 def _main_groups(plan: Plan, task: Task) -> list[Group]:
     """The main model and the baselines, at every label fraction."""
-    skip = {"scratch": plan.cfg.no_scratch, "tfidf": plan.cfg.no_tfidf}
+    skip = {"scratch": plan.cfg.no_scratch, "tfidf": plan.cfg.no_tfidf or not task.single_label}
     groups = []
     for fraction in plan.fractions:
         for method in (m for m in METHODS if not skip.get(m)):

@@ -45,6 +45,7 @@ def group_rows(group: Group, runs: list[dict]) -> list[dict]:
             "train_samples": int(statistics.median(r.get("train_samples", 0) for r in runs)),
             "metric": task.metric,
             "seeds": [r.get("seed") for r in runs],
+            "folders": [str(run.folder) for run in group.runs],
             "metrics": {m: summarize([float(r[split][m]) for r in runs]) for m in task.metrics},
         }
         if group.method == "pretrained":
@@ -94,7 +95,7 @@ def main_rows(results: dict) -> list[dict]:
 
 def results_markdown(results: dict) -> str:
     """The results as Markdown: the main table, the pretraining curve's table, and the plots."""
-    lines = [*_header(results), *_main_table(results), *_curve_table(results)]
+    lines = [*_header(results), *main_table(results), *_curve_table(results)]
     plots = results.get("plots") or {}
     if plots:
         lines += ["", *(f"![{name}]({Path(p).name})" for name, p in plots.items())]
@@ -121,7 +122,7 @@ def _cell(summary: dict | None) -> str:
     return s
 
 
-def _main_table(results: dict) -> list[str]:
+def main_table(results: dict) -> list[str]:
     """A line per task, split, label fraction and metric; a column per method."""
     lines = [
         "| task | split | metric | labels | pretrained | from scratch | TF-IDF + LogReg |",

@@ -82,11 +82,12 @@ def finetune_config(plan: Plan, run: Run, data: TaskData) -> FinetuneConfig:
         "text_pair_column": TEXT_PAIR if task.pair else None,
         "label_column": LABEL,
         "metrics": list(task.metrics),
+        "problem_type": task.problem_type,
         "max_train_samples": task.max_train_samples,
         "label_fraction": group.fraction,
         "seed": run.seed,
         "from_scratch": group.method == "scratch",
-        "save_model": False,
+        "save_model": plan.cfg.save_models and group.method == "pretrained" and not group.intermediate,
         "use_cpu": plan.cfg.use_cpu,
         "disable_tqdm": plan.cfg.disable_tqdm,
     }
@@ -109,7 +110,7 @@ def _model_stamp(model: str) -> Any:
     for name in WEIGHTS:
         if (folder / name).is_file():
             return file_fingerprint(folder / name)
-    return str(folder.resolve())
+    return str(folder.resolve()) if folder.exists() else model  # a Hub id: by its name
 
 
 def _finetune(ft: FinetuneConfig) -> dict[str, Any]:

@@ -61,22 +61,36 @@ class TaskSpec:
     train: object | None = None  # a path, or a mapping of FileOptions
     dev: object | None = None
     test: object | None = None
-    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    problem_type: str = "single_label_classification"
+    metrics: list[str] | None = None  # default: the problem type's (accuracy for single labels)
     max_seq_length: int | None = None
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     description: str | None = None
 
     def check(self, where: str) -> None:
-        """Raise UserError on missing data, an unknown metric or a limit below 1."""
+        """Raise UserError on missing data, an unknown problem type or metric, or a limit below 1."""
         from mlm import metrics
 
         if not self.train:
             raise UserError(f"{where}: 'train' (the training data) is required")
         if not self.dev and not self.test:
             raise UserError(f"{where}: give 'dev' and/or 'test' data to score on")
-        metrics.check_metric_names(self.metrics, where=f"{where}: metrics")
+        if self.problem_type not in metrics.PROBLEM_TYPES:
+            raise UserError(f"{where}: unknown problem_type {self.problem_type!r}; valid: "
+                            f"{', '.join(metrics.PROBLEM_TYPES)}")  # fmt: skip
+        metrics.check_metric_names(self.task_metrics, f"{where}: metrics", self.problem_type)
         _check_positive(self, ("max_seq_length", "max_train_samples", "max_eval_samples"), where)
+
+    @property
+    def task_metrics(self) -> list[str]:
+        """`metrics`, else the single-label default (accuracy) or the problem type's own defaults."""
+        from mlm import metrics
+
+        if self.metrics is not None:
+            return list(self.metrics)
+        single = self.problem_type == "single_label_classification"
+        return ["accuracy"] if single else list(metrics.DEFAULT_METRICS[self.problem_type])
 
 
 @dataclass
@@ -113,6 +127,7 @@ class Task:
     name: str
     files: dict[str, FileOptions]  # split (train, dev, test) -> how to read it
     metrics: list[str]
+    problem_type: str = "single_label_classification"
     max_seq_length: int | None = None
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -125,6 +140,11 @@ class Task:
     def pair(self) -> bool:
         """A sentence-pair task (its files have a text_pair_column)."""
         return bool(self.files["train"].text_pair_column)
+
+    @property
+    def single_label(self) -> bool:
+        """One class per text (the only kind the TF-IDF baseline and label stratification know)."""
+        return self.problem_type == "single_label_classification"
 
 
 @dataclass
@@ -197,7 +217,8 @@ def _task(name: str, data: Any, suite_path: Path) -> Task:
     return Task(
         name=name,
         files=files,
-        metrics=list(spec.metrics),
+        metrics=spec.task_metrics,
+        problem_type=spec.problem_type,
         max_seq_length=spec.max_seq_length,
         max_train_samples=spec.max_train_samples,
         max_eval_samples=spec.max_eval_samples,
