@@ -28,7 +28,7 @@ def test_cpu_defaults_are_applied(tmp_path):
     assert cfg.optim == "adamw_torch_fused" and ta["bf16"] is False
     assert ta["dataloader_num_workers"] == 0 and ta["dataloader_pin_memory"] is False
     assert "tf32" not in ta and cfg.torch_compile is False
-    args = trainer_arguments(cfg, output_dir=str(tmp_path))
+    args = trainer_arguments(cfg, output_dir=str(tmp_path), eval_strategy="no", learning_rate=1e-3)
     model = build_model(build_config("tiny", 128, 16, overrides=TINY))
     trainer = Trainer(model=model, args=args)
     trainer.create_optimizer()
