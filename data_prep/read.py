@@ -23,8 +23,8 @@ Every mistake in an input is one `UserError` line naming it: a missing path, a b
 in the file's encoding, a damaged gzip, invalid JSON, a missing or repeated column, a bad line.
 
 Hub datasets go through `datasets.load_dataset`; local files do not: its builders read one format per call
-(not a folder of mixed files), copy every row into their cache before the first is used, have no GLUE-style
-TSV (no quoting, the last column taking the rest), and end a bad row with `DatasetGenerationError: An error
+(not a folder of mixed files), copy every row into their cache unless streaming, cannot let the last column
+of a TSV row take the rest of the line (GLUE), and end a bad row with `DatasetGenerationError: An error
 occurred while generating the dataset`, the file and row only in a logged line.
 """
 
