@@ -8,9 +8,9 @@ Every step writes its folder through `output_folder`:
 - The folder is created only where nothing is, or where a previous output of the same step is (its
   `mlm_step.json` names the step). It is never an input of the command, a folder holding one, the current
   folder (or one holding it), or an existing file: each is a `UserError` naming both paths (`check_output`).
-- One run per folder: `.NAME.lock` beside it holds the owner's PID, host and start time. A second run is
-  refused; a lock whose process is gone (same host) is taken over with a one-line note. Only the main process
-  of a distributed launch takes it (`is_main_process`).
+- One run per folder: `.NAME.lock` beside it, filelock's `MarkerSoftFileLock`, names the owner's PID and host. A
+  second run is refused, naming them; a lock whose process is gone (same host) is taken over with a one-line
+  note. Only the main process of a distributed launch takes it (`is_main_process`).
 - Once it holds the lock a run removes what killed runs left beside the folder (`.NAME.tmp-*`, `.NAME.old-*`,
   `.NAME.deleting-*`) and, for a folder filled in place, the same kinds of leftovers inside it.
 - A folder a step fills over several runs (pretraining's checkpoints, evaluate's runs) is claimed
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import shutil
@@ -47,8 +46,8 @@ _IGNORED = frozenset({".DS_Store"})
 _LEFTOVER = re.compile(r"^\.(.+)\.(?:tmp|old|deleting)-[^/]*$")
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 _RECOGNISED_ERRNOS = (*_WRITE_ERRNOS, errno.EACCES, errno.EPERM, errno.EIO)
-_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 _TORCH_WRITE_FAILED = ("file write failed", "unexpected pos")
+_UNREADABLE_WAIT_S = 3.0  # filelock takes over a lock marker that stays unreadable for 2 s
 
 
 def is_main_process() -> bool:
@@ -122,14 +121,11 @@ def _check_previous(out: Path, step: str, where: str, own: Callable[[Path], bool
 
 @dataclass(frozen=True)
 class LockOwner:
-    """Who holds an output folder: the process, its host and when it started."""
+    """Who holds an output folder: the process, its host and when it took the lock."""
 
     pid: int
     host: str
     started: str
-    # the process's start time as the kernel counts it (Linux): a PID reused by another process is not taken
-    # for the owner
-    pid_start: str | None = None
 
 
 def lock_path(folder: str | os.PathLike) -> Path:
@@ -138,119 +134,59 @@ def lock_path(folder: str | os.PathLike) -> Path:
     return folder.parent / f".{folder.name}.lock"
 
 
-def _process_start(pid: int) -> str | None:
+def _owner(lock: Any, path: Path) -> LockOwner | None:
+    """The owner `lock`'s marker names (None when there is none or it cannot be read)."""
+    record = lock.owner
+    if record is None:
+        return None
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
     except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[19]  # field 22, counted after the command name
-
-
-def _me() -> LockOwner:
-    now = time.strftime("%Y-%m-%d %H:%M:%S")
-    return LockOwner(os.getpid(), socket.gethostname(), now, _process_start(os.getpid()))
-
-
-def read_lock(path: Path) -> LockOwner | None:
-    """The owner a lock file names; None when it is gone or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-        return LockOwner(int(data["pid"]), str(data["host"]), str(data["started"]), data.get("pid_start"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def is_alive(owner: LockOwner) -> bool:
-    """Whether the owner may still run: always on another host (we cannot tell), else by its PID."""
-    if owner.host != socket.gethostname():
-        return True
-    try:
-        os.kill(owner.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    now = _process_start(owner.pid)
-    return owner.pid_start is None or now is None or now == owner.pid_start  # else the PID was reused
-
-
-def _create_lock(path: Path, owner: LockOwner) -> bool:
-    """Create the lock file, whole, unless one exists; whether it was created."""
-    tmp = path.with_name(f"{path.name}.{owner.pid}.tmp")
-    tmp.write_text(json.dumps(owner.__dict__) + "\n")
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError as e:
-        if e.errno not in _NO_HARD_LINKS:
-            raise
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as f:
-            f.write(tmp.read_text())
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _remove_stale(path: Path, stale: LockOwner) -> None:
-    """Remove a dead owner's lock; one that changed meanwhile (another run took it over) is put back."""
-    moved = path.with_name(f"{path.name}.stale-{os.getpid()}")
-    try:
-        os.replace(path, moved)
-    except FileNotFoundError:
-        return
-    if read_lock(moved) not in (stale, None):
-        with contextlib.suppress(OSError):
-            os.link(moved, path)
-    moved.unlink(missing_ok=True)
-
-
-def acquire_lock(folder: str | os.PathLike) -> LockOwner:
-    """Take the lock of `folder` (a UserError when a live run holds it); return this process as its owner."""
-    path, me = lock_path(folder), _me()
-    for _ in range(5):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            created = _create_lock(path, me)
-        except OSError as e:  # the lock is the first write: name the folder, not the lock's file
-            raise OSError(e.errno, e.strerror, str(path.parent)) from e
-        if created:
-            return me
-        owner = read_lock(path)
-        if owner is not None and is_alive(owner):
-            raise UserError(
-                f"{folder} is in use by PID {owner.pid} on {owner.host} (started {owner.started}); wait for "
-                f"that run to end, or delete {path} if it is not running"
-            )
-        who = f"PID {owner.pid} on {owner.host} (started {owner.started})" if owner else "an unreadable owner"
-        print(f"note: {folder}: taking over the lock of {who}, which is no longer running")
-        if owner is None:
-            path.unlink(missing_ok=True)
-        else:
-            _remove_stale(path, owner)
-    raise UserError(f"{folder}: could not take the lock {path}; other runs keep taking it")
-
-
-def release_lock(folder: str | os.PathLike, owner: LockOwner) -> None:
-    """Remove the lock of `folder` if `owner` still holds it."""
-    path = lock_path(folder)
-    if read_lock(path) == owner:
-        path.unlink(missing_ok=True)
+        started = "?"
+    # filelock writes the host name, then `?pidns-...` when the process runs in its own PID namespace
+    return LockOwner(record.pid, record.hostname.split("?pidns-")[0], started)
 
 
 @contextlib.contextmanager
 def hold_lock(folder: str | os.PathLike) -> Iterator[LockOwner]:
-    """Hold the lock of `folder` for the block (released on any exit, an exception or an interrupt too)."""
-    owner = acquire_lock(folder)
+    """Hold the lock of `folder` for the block (released on any exit, an exception or an interrupt too); a
+    UserError naming the owner when a live run holds it. The lock is filelock's `MarkerSoftFileLock`: its marker
+    names the owner's PID, host and process start time, and one whose process is gone (on this host; a PID
+    since reused counts as gone) is taken over, as is one that stays unreadable for 2 s."""
+    from filelock import MarkerSoftFileLock, Timeout
+
+    path = lock_path(folder)
+    lock = MarkerSoftFileLock(path, thread_local=False)
+    before = _owner(lock, path)
+    unreadable = before is None and path.exists()
     try:
-        yield owner
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            if _owner(lock, path) is not None:
+                raise
+            unreadable = True  # being written, or not filelock's: taken over once unchanged for 2 s
+            lock.acquire(timeout=_UNREADABLE_WAIT_S)
+    except Timeout:
+        owner = _owner(lock, path)
+        who = f"PID {owner.pid} on {owner.host} (started {owner.started})" if owner else "another run"
+        raise UserError(
+            f"{folder} is in use by {who}; wait for that run to end, or delete {path} if it is not running"
+        ) from None
+    except OSError as e:  # the lock is the first write: name the folder, not the lock's file
+        raise OSError(e.errno, e.strerror, str(path.parent)) from e
+    if before is not None or unreadable:
+        who = (
+            f"PID {before.pid} on {before.host} (started {before.started})"
+            if before
+            else "an unreadable owner"
+        )
+        print(f"note: {folder}: taking over the lock of {who}, which is no longer running")
+    try:
+        yield LockOwner(os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S"))
     finally:
-        release_lock(folder, owner)
+        lock.release()
 
 
 # --- leftovers ----------------------------------------------------------------------------------------

@@ -21,6 +21,11 @@ Formats:
 
 Every mistake in an input is one `UserError` line naming it: a missing path, a binary file, text that is not
 in the file's encoding, a damaged gzip, invalid JSON, a missing or repeated column, a bad line.
+
+Hub datasets go through `datasets.load_dataset`; local files do not: its builders read one format per call
+(not a folder of mixed files), copy every row into their cache unless streaming, cannot let the last column
+of a TSV row take the rest of the line (GLUE), and end a bad row with `DatasetGenerationError: An error
+occurred while generating the dataset`, the file and row only in a logged line.
 """
 
 from __future__ import annotations

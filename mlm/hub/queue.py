@@ -1,7 +1,13 @@
 """A background queue of pushes: one at a time, in a worker thread, so training never waits for the Hub.
 
 Of the checkpoints waiting, only the newest is pushed (the older ones are `skipped`); final pushes are never
-dropped. A failed push is reported (stderr and `failures`) and the next one goes on."""
+dropped. A failed push is reported (stderr and `failures`) and the next one goes on.
+
+Not `HfApi.run_as_future` (a one-thread executor): it pushes every job in order, so a slow Hub makes a queue of
+stale checkpoints that the final push waits behind, and leaves a failure inside a future; nor the Trainer's
+`push_to_hub`, which skips a save while a push runs (the newest checkpoint can go unpushed until the end), does
+not retry, and uploads straight from files the next save overwrites or checkpoint rotation deletes (ours
+pushes hard links, staged when the checkpoint is saved)."""
 
 from __future__ import annotations
 

@@ -1,23 +1,21 @@
-"""Classification metrics as `evaluate.Metric` modules shipped in the package (no Hub download).
+"""Fine-tuning metrics, by the names users type, computed by scikit-learn and SciPy.
 
-`load_metric(name)` returns a ready metric; `compute_metrics(names, predictions, references)` computes
-several at once and names each result after the metric (``{"accuracy": ..., "f1_macro": ...}``). The metrics
-of multi-label classification and regression are in `mlm.metrics.problems`.
+`compute_metrics(names, predictions, references)` scores class ids (single-label classification) and names each
+result after its metric (``{"accuracy": ..., "f1_macro": ...}``); `check_metric_names` refuses a name that is
+not a metric of the problem type, listing the valid ones. The problem types and the metrics of each are in
+`mlm.metrics.problems`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import evaluate
-
 from data_prep.errors import UserError
-from mlm.metrics.accuracy import Accuracy
-from mlm.metrics.f1 import F1
-from mlm.metrics.matthews_correlation import MatthewsCorrelation
 from mlm.metrics.problems import (
+    BINARY_ONLY,
     DEFAULT_METRICS,
     LOWER_IS_BETTER,
+    METRICS,
     MULTI_LABEL,
     MULTI_LABEL_METRICS,
     PROBLEM_TYPES,
@@ -26,25 +24,8 @@ from mlm.metrics.problems import (
     SINGLE_LABEL,
     compute_multi_label,
     compute_regression,
+    label_arrays,
 )
-
-# name -> (class, config_name). The config name of F1 is its default average.
-METRICS: dict[str, tuple[type[evaluate.Metric], str | None]] = {
-    "accuracy": (Accuracy, None),
-    "f1": (F1, "binary"),
-    "f1_macro": (F1, "macro"),
-    "f1_micro": (F1, "micro"),
-    "f1_weighted": (F1, "weighted"),
-    "matthews_correlation": (MatthewsCorrelation, None),
-}
-
-# Metrics that only make sense with exactly two classes.
-BINARY_ONLY = frozenset({"f1"})
-
-
-def metric_names() -> list[str]:
-    """The names `load_metric` accepts."""
-    return list(METRICS)
 
 
 def check_metric_names(
@@ -62,34 +43,23 @@ def check_metric_names(
         )
 
 
-def load_metric(name: str) -> evaluate.Metric:
-    """Instantiate the shipped metric `name` (in memory, nothing cached on disk)."""
-    check_metric_names([name], where="load_metric")
-    cls, config_name = METRICS[name]
-    return cls(config_name=config_name, keep_in_memory=True)
-
-
 def compute_metrics(names: Sequence[str], predictions, references, pos_label: int = 1) -> dict[str, float]:
-    """Compute each metric in `names` on class ids; returns {name: value}."""
+    """Each metric in `names` on class ids (`pos_label`: the positive class of binary `f1`); {name: value}."""
     check_metric_names(names)
-    results: dict[str, float] = {}
-    for name in names:
-        kwargs = {"pos_label": pos_label} if name == "f1" else {}
-        out = load_metric(name).compute(predictions=predictions, references=references, **kwargs)
-        results[name] = float(next(iter(out.values())))
-    return results
+    preds, refs = label_arrays(predictions, references)
+    return {
+        name: METRICS[name](preds, refs, **({"pos_label": pos_label} if name == "f1" else {}))
+        for name in names
+    }
 
 
 __all__ = [
-    "Accuracy",
     "BINARY_ONLY",
     "DEFAULT_METRICS",
-    "F1",
     "LOWER_IS_BETTER",
     "METRICS",
     "MULTI_LABEL",
     "MULTI_LABEL_METRICS",
-    "MatthewsCorrelation",
     "PROBLEM_TYPES",
     "REGRESSION",
     "REGRESSION_METRICS",
@@ -98,6 +68,4 @@ __all__ = [
     "compute_metrics",
     "compute_multi_label",
     "compute_regression",
-    "load_metric",
-    "metric_names",
 ]

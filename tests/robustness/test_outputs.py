@@ -16,12 +16,11 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from data_prep.outputs import LockOwner, hold_lock, lock_path
+from data_prep.outputs import hold_lock, lock_path
 from mlm.checkpoints import read_complete
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -306,15 +305,30 @@ def test_two_pretraining_runs_into_one_folder(tmp_path, work, packed_dir):
 def test_a_stale_lock_is_taken_over(tmp_path, work):
     corpus = write_corpus(tmp_path / "corpus")
     out = tmp_path / "data"
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    dead = LockOwner(int(gone.stdout), socket.gethostname(), "2020-01-01 00:00:00")
-    lock_path(out).write_text(json.dumps(asdict(dead)))
+    # a run killed while it held the lock
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, signal, sys; from data_prep.outputs import hold_lock; "
+         "held = hold_lock(sys.argv[1]); held.__enter__(); print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)",
+         str(out)],
+        capture_output=True, text=True, env=_env(),
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL and lock_path(out).is_file(), killed.stderr[-3000:]
     proc = mlm("prepare", "--corpus", corpus, "--output_dir", out, cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     notes = [line for line in proc.stdout.splitlines() if "taking over the lock" in line]
-    assert len(notes) == 1 and f"PID {dead.pid}" in notes[0]
+    assert len(notes) == 1 and f"PID {killed.stdout.strip()} on {socket.gethostname()}" in notes[0]
+    assert (out / "mlm_step.json").is_file() and hidden_beside(out) == []
+
+
+def test_an_unreadable_lock_is_taken_over(tmp_path, work):
+    """A lock file that names no owner filelock can read (one an earlier version of mlm wrote, say)."""
+    corpus = write_corpus(tmp_path / "corpus")
+    out = tmp_path / "data"
+    lock_path(out).write_text('{"pid": 4242, "host": "elsewhere", "started": "2020-01-01 00:00:00"}\n')
+    proc = mlm("prepare", "--corpus", corpus, "--output_dir", out, cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    notes = [line for line in proc.stdout.splitlines() if "taking over the lock" in line]
+    assert len(notes) == 1 and "an unreadable owner" in notes[0]
     assert (out / "mlm_step.json").is_file() and hidden_beside(out) == []
 
 
