@@ -13,14 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hub_server  # noqa: E402
-import test_polish_finetune  # noqa: E402
+import test_finetune_problem_types  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 from test_finetune import sentiment_rows, write_csv  # noqa: E402
 from test_hub import RUN_INFO  # noqa: E402
-from test_polish_hub import run  # noqa: E402
+from test_hub_files import run  # noqa: E402
 
 hub = hub_server.hub  # fixtures of other test files
-checkpoint = test_polish_finetune.checkpoint
+checkpoint = test_finetune_problem_types.checkpoint
 TOKEN = "hf_flowT0ken_0123456789abcdef"
 
 # what a user of the pushed classifier runs: plain transformers and huggingface_hub, by repo id

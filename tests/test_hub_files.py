@@ -15,8 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hub_server  # noqa: E402
+import test_finetune_problem_types  # noqa: E402
 import test_hub  # noqa: E402
-import test_polish_finetune  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 from test_finetune import sentiment_rows, write_csv  # noqa: E402
 
@@ -24,7 +24,7 @@ from mlm.cli import main  # noqa: E402
 
 hub = hub_server.hub  # fixtures of other test files
 tiny_model = test_hub.tiny_model
-checkpoint = test_polish_finetune.checkpoint
+checkpoint = test_finetune_problem_types.checkpoint
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_polishPushT0ken_0123456789"
 
