@@ -161,3 +161,18 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path):
     assert edges["mlm.sub"] == {"mlm.sub.low"} and edges["mlm.high"] == {"mlm.sub", "mlm.sub.low"}
     assert _cycles(edges) == [["mlm.high", "mlm.sub", "mlm.sub.low"]]
     assert private == ["mlm/sub/low.py:2: from mlm.high import _helper"]
+
+
+def test_every_function_fits_on_a_screen():
+    """No function of the package is over 80 lines (a longer one has more than one job)."""
+    import ast
+
+    long = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > 80:
+                        long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {lines} lines")
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)
