@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -573,3 +574,22 @@ def test_min_train_steps_gives_a_small_training_set_more_epochs(
     assert capped["train"]["steps"] == 5  # max_steps wins
     with pytest.raises(UserError, match="min_train_steps"):
         config(checkpoint, tmp_path / "x", small, min_train_steps=-1).validate()
+
+
+def test_max_seq_length_defaults_to_what_the_tokenizer_was_saved_with(checkpoint, task, tmp_path):
+    """Written once, in `pack`: fine-tuning reads the length from the model's tokenizer (model_max_length),
+    and from its positions when the tokenizer says nothing; the config is left as written."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    model = tmp_path / "model"
+    shutil.copytree(checkpoint, model)
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.model_max_length = 24
+    tok.save_pretrained(model)
+    cfg = config(model, tmp_path / "out", task, max_seq_length=None, max_steps=1, save_model=False)
+    assert finetune(cfg)["max_seq_length"] == 24 and cfg.max_seq_length is None
+    tok.model_max_length = int(1e30)  # the tokenizer's "no limit": the model's 64 positions
+    tok.save_pretrained(model)
+    assert finetune(replace(cfg, output_dir=str(tmp_path / "out2")))["max_seq_length"] == 64
