@@ -118,6 +118,7 @@ class BertForMaskedOnlyLM(SavesAsNative, BertForMaskedLM):
     """
 
     native_architecture = "BertForMaskedLM"
+    _no_split_modules = ["BertLayer"]  # FSDP's unit (accelerate wraps these; transformers' BERT names none)
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
