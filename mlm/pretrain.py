@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -434,6 +435,9 @@ def build_trainer(cfg: PretrainConfig, objective: Objective, model, data: Pretra
         compute_metrics=objective.compute_metrics,
         preprocess_logits_for_metrics=objective.preprocess_logits_for_metrics,
     )
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
+        print("warning: the accelerate config asks for FSDP, which accelerate enables on GPUs only: this run "
+              "trains with plain data parallelism (DDP)", file=sys.stderr)  # fmt: skip
     run = PretrainRun(cfg, data, objective, trainer, resume_from, global_batch)
     _add_callbacks(run, keep=cfg.save_total_limit, data_start=data_start)
     if cfg.mlm_probability_final is not None:
