@@ -22,7 +22,7 @@ import argparse
 import time
 
 import torch
-from common import log  # noqa: F401  (puts the repository on sys.path)
+from harness import log  # noqa: F401  (puts this checkout on sys.path)
 from transformers import AutoTokenizer
 
 from mlm.data import BlockDataset, load_packed
