@@ -72,8 +72,9 @@ def _make_step_timer() -> type:
         allocations left out) to the end of the last step. Every `trainer.train()` starts it afresh.
 
         `steps`: stop after that many steps in all (else the Trainer's `max_steps`); `seconds`: stop once that
-        long has passed since step `skip`. `first_step_at` is the `perf_counter()` at the end of the first step.
-        On CUDA the device is synchronised at the marks that count (step `skip`, the last step), not in between."""
+        long has passed since step `skip`. `first_step_at` is the `clock()` at the end of the first step. On
+        CUDA the device is synchronised at the marks that may count (step `skip`, the last step; every step
+        with `seconds`), not in between."""
 
         def __init__(self, skip: int = 2, steps: int | None = None, seconds: float | None = None) -> None:
             self.skip, self.steps, self.seconds = skip, steps, seconds
@@ -89,15 +90,16 @@ def _make_step_timer() -> type:
             return control
 
         def on_step_end(self, args, state, control, **kwargs):
-            step, now = state.global_step, time.perf_counter()
-            if self.first_step_at is None:
-                self.first_step_at = now
+            step = state.global_step
             last = self.steps if self.steps is not None else state.max_steps
             stop = self.steps is not None and step >= self.steps
+            if step == self.skip or step >= last or stop or self.seconds is not None:
+                synchronise()  # a mark that may count: the device's work done first
+            now = clock()
+            if self.first_step_at is None:
+                self.first_step_at = now
             if self.start is not None and self.seconds is not None and now - self.start >= self.seconds:
                 stop = True
-            if step == self.skip or step >= last or stop:
-                now = _synchronised_now()
             if step == self.skip:
                 self.start = now
                 self.marks = [(step, now)]
@@ -139,12 +141,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _synchronised_now() -> float:
+def clock() -> float:
+    """The step timer's clock (`time.perf_counter`)."""
+    return time.perf_counter()
+
+
+def synchronise() -> None:
+    """Wait for the GPU's queued work, if a GPU is in use."""
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 def median(values: Sequence[float]) -> float:
