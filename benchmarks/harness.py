@@ -58,6 +58,7 @@ def quiet_libraries() -> None:
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     configure(quiet=True, verbose=False)
 
 
