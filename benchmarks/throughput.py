@@ -197,10 +197,9 @@ def build_ours(blocks: str, preset: str, packed: Path, output_dir: str, opts, de
     run = timed_pretraining(packed, output_dir, **options)
     collator = ScoredRows(run.trainer.data_collator)
     run.trainer.data_collator = collator
+    # switched on process-wide by the build: on for our rounds only (run_round), so the stock side runs as stock
     reuse = device == "cpu" and run.cfg.cpu_reuse_memory
-    if (
-        reuse
-    ):  # switched on process-wide by the build; on for our rounds only, so the stock side runs as stock
+    if reuse:
         reuse_freed_memory(False)
     return run, collator, reuse
 
