@@ -2,33 +2,43 @@
 
 Conditions: `idle`; `busy` (another process spins on one core for the whole run); `busy-late` (it starts
 half-way, so the tuner must notice). Settings: auto and each fixed count from 1 to all cores, alternating
-within each round. Every run trains what `mlm pretrain` builds (`make_ours`, which throughput.py passes in) for
-`--seconds` of wall clock; the figure is train tokens/s from the end of step 2 to the end, so the tuner's
-probes and rechecks are counted against it. Last lines: one JSON object per condition and setting, also
-written to `benchmarks/results/threads-busy.jsonl`.
+within each round. Every run trains what `mlm pretrain` builds (`harness.timed_pretraining`) for `--seconds`
+of wall clock; the figure is train tokens/s from the end of step 2 to the end (`harness.StepTimer`), so the
+tuner's probes and rechecks are counted against it. One row per condition and setting: printed as JSON
+lines and appended to benchmarks/results/threads-busy-YYYYMMDD.jsonl (not with `--quick`).
 
-    .venv/bin/python benchmarks/throughput.py --busy              # 3 conditions x 3 settings x 2 rounds, ~20 min
-    .venv/bin/python benchmarks/throughput.py --busy --quick      # smoke run (2 minutes)
+    .venv/bin/python benchmarks/busy.py                   # 3 conditions x 3 settings x 2 rounds, ~20 min
+    .venv/bin/python benchmarks/busy.py --quick           # smoke run (2 minutes)
+    .venv/bin/python benchmarks/throughput.py --busy      # the same (its old name)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import benchmark_data, log, machine
-from transformers import TrainerCallback
+from harness import (
+    DEFAULT_CACHE,
+    Results,
+    StepTimer,
+    benchmark_data,
+    log,
+    machine_line,
+    quiet_libraries,
+    timed_pretraining,
+)
 
-RESULTS = Path(__file__).parent / "results" / "threads-busy.jsonl"
 SPIN = "while True:\n    pass\n"
+CONDITIONS = ("idle", "busy", "busy-late")
 
 
 class Competitor:
@@ -48,105 +58,100 @@ class Competitor:
             self.proc = None
 
 
-class TimedRun(TrainerCallback):
-    """Stops training after `seconds`; counts steps from the end of step `skip`; starts the competitor at
-    `busy_at` seconds (None: never)."""
+class BusyTimer(StepTimer):
+    """The step timer, stopping after `seconds`, that starts the competitor `busy_at` seconds after step 2
+    (None: never)."""
 
-    def __init__(self, seconds: float, skip: int, competitor: Competitor, busy_at: float | None) -> None:
-        self.seconds, self.skip, self.competitor, self.busy_at = seconds, skip, competitor, busy_at
-        self.start: float | None = None
-        self.steps, self.elapsed = 0, 0.0
+    def __init__(self, seconds: float, competitor: Competitor, busy_at: float | None) -> None:
+        super().__init__(skip=2, seconds=seconds)
+        self.competitor, self.busy_at = competitor, busy_at
 
     def on_step_end(self, args, state, control, **kwargs):
-        now = time.perf_counter()
-        if state.global_step == self.skip:
-            self.start = now
-        if self.start is None:
-            return control
-        self.steps, self.elapsed = state.global_step - self.skip, now - self.start
-        if self.busy_at is not None and self.elapsed >= self.busy_at:
+        control = super().on_step_end(args, state, control, **kwargs)
+        if (
+            self.busy_at is not None
+            and self.start is not None
+            and time.perf_counter() - self.start >= self.busy_at
+        ):
             self.competitor.start()
-        if self.elapsed >= self.seconds:
-            control.should_training_stop = True
         return control
 
 
-def one_run(paths: dict, setting: str, condition: str, opts, most: int, make_ours: Callable) -> float:
+def one_run(packed: Path, setting: str, condition: str, opts, most: int) -> float:
     """Train for `opts.seconds` with `cpu_threads: setting` under `condition`; tokens/s."""
-    import datasets
-    from transformers import AutoTokenizer
-
     torch.set_num_threads(most)
-    tokenizer = AutoTokenizer.from_pretrained(str(paths["tokenizer"]))
-    seq = len(datasets.load_from_disk(str(paths["packed"]))["train"][0]["input_ids"])
     competitor = Competitor()
-    timed = TimedRun(
-        opts.seconds, 2, competitor, {"idle": None, "busy": 0.0, "busy-late": opts.seconds / 2}[condition]
+    timer = BusyTimer(
+        opts.seconds, competitor, {"idle": None, "busy": 0.0, "busy-late": opts.seconds / 2}[condition]
     )
     with tempfile.TemporaryDirectory(prefix="mlm-busy-") as tmp:
-        common = dict(output_dir=tmp, per_device_train_batch_size=opts.batch_size, learning_rate=1e-3,
-                      weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.98, adam_epsilon=1e-6, max_grad_norm=1.0,
-                      lr_scheduler_type="linear", warmup_steps=0.06, max_steps=1_000_000, logging_steps=10_000,
-                      disable_tqdm=True, seed=0)  # fmt: skip
-        trainer, _, _, _ = make_ours(str(paths["packed"]), tokenizer, opts.preset, common, seq, "cpu",
-                                     {"cpu_threads": setting})  # fmt: skip
-        trainer.add_callback(timed)
+        run = timed_pretraining(packed, tmp, preset=opts.preset, per_device_train_batch_size=opts.batch_size,
+                                cpu_threads=setting, use_cpu=True)  # fmt: skip
+        run.trainer.add_callback(timer)
         if condition == "busy":
             competitor.start()
             time.sleep(0.5)
         try:
-            trainer.train()
+            run.trainer.train()
         finally:
             competitor.stop()
+        tokens_per_step = opts.batch_size * run.data.seq_len
     torch.set_num_threads(most)
-    return timed.steps * opts.batch_size * seq / timed.elapsed
+    return timer.tokens_per_second(tokens_per_step)
 
 
-def run(opts, make_ours: Callable) -> list[dict]:
-    """Every condition and setting, `opts.rounds` times; `make_ours` is throughput.py's (the trainer of
-    `mlm pretrain`): passed in, so that this module does not import the one that runs it."""
-    import datasets
-    import transformers
+def summarise(rates: dict, settings: list[str], preset: str) -> list[dict]:
+    """One row per condition and setting: mean tokens/s over rounds, and auto's share of the best fixed."""
+    rows = []
+    for condition in CONDITIONS:
+        means = {s: statistics.mean(rates[(condition, s)]) for s in settings}
+        best_fixed = max(v for s, v in means.items() if s != "auto")
+        for s in settings:
+            rows.append({"preset": preset, "condition": condition, "cpu_threads": s, "tokens_per_s": round(means[s]),
+                         "rounds": [round(v) for v in rates[(condition, s)]],
+                         "share_of_best_fixed": round(means[s] / best_fixed, 3)})  # fmt: skip
+    return rows
 
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    logging.basicConfig(format="%(message)s")
-    logging.getLogger("mlm").setLevel(logging.INFO)  # the tuner's choices
-    most = torch.get_num_threads()
-    settings = ["auto", *[str(n) for n in range(1, most + 1)]]
-    conditions = ["idle", "busy", "busy-late"]
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=60.0, help="wall-clock seconds per run")
+    p.add_argument("--preset", default="tiny", help="the model size")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=0, help="the most threads (default: torch's own choice)")
+    p.add_argument("--corpus-bytes", type=int, default=12_000_000, help="text for tokenizer and packing")
+    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
+    p.add_argument("--results-dir", default=None, help="where the jsonl goes (default: benchmarks/results)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 6 s per run, one round, no results file")
+    opts = p.parse_args(argv)
     if opts.quick:
         opts.seconds, opts.rounds = min(opts.seconds, 6), 1
-    log(f"machine: {machine()}; {most} threads; {opts.seconds:.0f} s per run, {opts.rounds} round(s)")
-    paths = benchmark_data(Path(opts.cache_dir), corpus_bytes=opts.corpus_bytes)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("mlm").setLevel(logging.INFO)  # the tuner's choices
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    most = torch.get_num_threads()
+    settings = ["auto", *[str(n) for n in range(1, most + 1)]]
+    results = Results("threads-busy", opts.results_dir) if (opts.results_dir or not opts.quick) else None
+    log(f"machine: {machine_line()}; {opts.seconds:.0f} s per run, {opts.rounds} round(s)")
+    packed = benchmark_data(Path(opts.cache_dir), corpus_bytes=opts.corpus_bytes)["packed"]
     rates: dict[tuple[str, str], list[float]] = {}
     for r in range(opts.rounds):
-        for condition in conditions:
+        for condition in CONDITIONS:
             for setting in settings if r % 2 == 0 else settings[::-1]:
-                rate = one_run(paths, setting, condition, opts, most, make_ours)
+                rate = one_run(packed, setting, condition, opts, most)
                 rates.setdefault((condition, setting), []).append(rate)
                 log(f"round {r + 1} {condition:9s} cpu_threads={setting:4s}: {rate:8.0f} tokens/s")
-    rows = summarise(rates, conditions, settings, opts)
-    if not opts.quick:
-        RESULTS.parent.mkdir(exist_ok=True)
-        with RESULTS.open("a") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
+    rows = summarise(rates, settings, opts.preset)
+    if results:
+        results.write(rows)
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows
 
 
-def summarise(rates: dict, conditions: list[str], settings: list[str], opts) -> list[dict]:
-    """One row per condition and setting: mean tokens/s over rounds, and auto's share of the best fixed."""
-    rows = []
-    stamp = time.strftime("%Y-%m-%d %H:%M")
-    for condition in conditions:
-        means = {s: statistics.mean(rates[(condition, s)]) for s in settings}
-        best_fixed = max(v for s, v in means.items() if s != "auto")
-        for s in settings:
-            rows.append({"date": stamp, "machine": machine(), "preset": opts.preset, "condition": condition,
-                         "cpu_threads": s, "tokens_per_s": round(means[s]),
-                         "rounds": [round(v) for v in rates[(condition, s)]],
-                         "share_of_best_fixed": round(means[s] / best_fixed, 3)})  # fmt: skip
-    return rows
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,6 @@ Fine-tuning runs are cached in runs/downstream/: an interrupted benchmark resume
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -29,26 +28,18 @@ import time
 from pathlib import Path
 
 import yaml
+from harness import REPO as ROOT
+from harness import Results, log, markdown_table, write_marked_section
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-from common import write_marked_section  # noqa: E402  (benchmarks/, the script's folder)
-
-from data_prep.io import read_json  # noqa: E402
-from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
-from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
+from data_prep.io import read_json
+from mlm.evaluate import EvaluateConfig, evaluate
+from mlm.recipe import RunConfig, plan_recipe, run_recipe
 
 CPU_SUITE = "suites/imdb_sst2_cpu.yaml"
 START, END = "<!-- downstream:start -->", "<!-- downstream:end -->"
+METHODS = ("pretrained", "scratch", "tfidf")
 # reference points of ../shared/data/README.md: TF-IDF + LogReg on the full training sets
 REFERENCE = {("sst2", "dev"): 0.828, ("imdb", "test"): 0.907}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def jsonl_rows(results: dict) -> list[dict]:
@@ -124,15 +115,6 @@ def evaluated_rows(cfg: EvaluateConfig, **extra) -> list[dict]:
     return rows
 
 
-def write_jsonl(prefix: str, rows: list[dict], folder: str | Path = ROOT / "benchmarks" / "results") -> Path:
-    """The rows to FOLDER/PREFIX-YYYYMMDD.jsonl (replaced; FOLDER defaults to benchmarks/results); its path."""
-    day = datetime.date.today().strftime("%Y%m%d")
-    path = Path(folder) / f"{prefix}-{day}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="recipes/imdb_pretrain.yaml")
@@ -150,6 +132,7 @@ def main() -> int:
     args = p.parse_args()
     os.chdir(ROOT)
     started = time.perf_counter()
+    results_file = Results("downstream", args.results_dir)
 
     log(f"[downstream] pretraining: mlm run {args.recipe}")
     plan = plan_recipe(RunConfig(recipe=args.recipe))
@@ -202,10 +185,9 @@ def main() -> int:
             )
         )
     results_dir = Path(args.results_dir)
+    jsonl = results_file.path
     results_dir.mkdir(parents=True, exist_ok=True)
-    day = datetime.date.today().strftime("%Y%m%d")
-    jsonl = results_dir / f"downstream-{day}.jsonl"
-    shutil.copyfile(pretrain_dir / "metrics.json", results_dir / f"downstream-{day}-pretrain-metrics.json")
+    shutil.copyfile(pretrain_dir / "metrics.json", jsonl.with_name(jsonl.stem + "-pretrain-metrics.json"))
     all_rows: list[dict] = []
     evaluated: dict[str, dict] = {}
     for name, cfg in stages:
@@ -216,7 +198,7 @@ def main() -> int:
         for row in rows:
             print(json.dumps(row), flush=True)
         all_rows += rows
-        jsonl.write_text("".join(json.dumps(r) + "\n" for r in all_rows))
+        results_file.write(rows)
         for plot, path in results.get("plots", {}).items():
             shutil.copyfile(path, results_dir / f"downstream-{name}-{plot}.png")
     wall = time.perf_counter() - started
@@ -257,10 +239,9 @@ def write_section(
         ".venv/bin/python benchmarks/downstream.py",
         "```",
         "",
-        "| task | split | labels | pretrained | from scratch | TF-IDF + LogReg | pretrained − scratch |",
-        "|---|---|---|---|---|---|---|",
     ]
     keys = list(dict.fromkeys((r["task"], r["split"], r["label_fraction"]) for r in main))
+    table = []
     for task, split, fraction in keys:
         by = {
             r["method"]: r
@@ -273,17 +254,24 @@ def write_section(
             else "-"
         )
         n = next(iter(by.values()))["train_samples"]
-        lines.append(
-            f"| {task} | {split} | {n:,} ({fraction:.0%}) | {_fmt(by.get('pretrained'))} | "
-            f"{_fmt(by.get('scratch'))} | {_fmt(by.get('tfidf'))} | {gap} |"
-        )
+        table.append([task, split, f"{n:,} ({fraction:.0%})", *(_fmt(by.get(m)) for m in METHODS), gap])
+    header = [
+        "task",
+        "split",
+        "labels",
+        "pretrained",
+        "from scratch",
+        "TF-IDF + LogReg",
+        "pretrained − scratch",
+    ]
+    lines += markdown_table(header, table)
     curve = [r for r in rows if r["method"] == "pretrained" and r.get("tokens_seen")]
     if len({r.get("checkpoint") for r in curve}) > 1:
         lines += ["", "Pretraining curve (SST-2, 1% labels, median accuracy):", ""]
-        lines += ["| checkpoint | tokens seen | split | accuracy |", "|---|---|---|---|"]
-        for r in sorted(curve, key=lambda r: (r["task"], r["split"], r["tokens_seen"])):
-            if r["label_fraction"] == 0.01:
-                lines.append(f"| {r['checkpoint']} | {r['tokens_seen']:,} | {r['split']} | {_fmt(r)} |")
+        points = sorted(curve, key=lambda r: (r["task"], r["split"], r["tokens_seen"]))
+        lines += markdown_table(["checkpoint", "tokens seen", "split", "accuracy"],
+                                [[r["checkpoint"], r["tokens_seen"], r["split"], _fmt(r)]
+                                 for r in points if r["label_fraction"] == 0.01])  # fmt: skip
     lines += ["", "Goals (issue 5):", ""]
     goals = _goals(main)
     for line in goals:

@@ -17,14 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from downstream import evaluated_rows, suite_variant
+from harness import REPO as ROOT
+from harness import Results, log
 
-from downstream import evaluated_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
-
-from mlm.evaluate import EvaluateConfig  # noqa: E402
+from mlm.evaluate import EvaluateConfig
 
 
 def main() -> int:
@@ -37,6 +34,7 @@ def main() -> int:
     p.add_argument("--output-dir", default="runs/few_labels")
     args = p.parse_args()
     os.chdir(ROOT)
+    results = Results("few_labels")
     out = Path(args.output_dir).resolve()
     started = time.perf_counter()
     rows = []
@@ -46,7 +44,7 @@ def main() -> int:
                              output_dir=str(out / f"min{value}"), tasks=[args.task], seeds=args.seeds,
                              seeds_at_full=args.seeds, label_fractions=[args.fraction], no_tfidf=i > 0)  # fmt: skip
         rows += evaluated_rows(cfg, min_train_steps=value, model=args.model)
-    jsonl = write_jsonl("few_labels", rows)
+    jsonl = results.write(rows)
     log(f"[few_labels] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
     return 0
 

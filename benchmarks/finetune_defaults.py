@@ -18,14 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from downstream import evaluated_rows, suite_variant
+from harness import REPO as ROOT
+from harness import Results, log, markdown_table
 
-from downstream import evaluated_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
-
-from mlm.evaluate import EvaluateConfig  # noqa: E402
+from mlm.evaluate import EvaluateConfig
 
 
 def sweep(args: argparse.Namespace, out: Path) -> list[dict]:
@@ -48,9 +45,9 @@ def sweep(args: argparse.Namespace, out: Path) -> list[dict]:
 def table(rows: list[dict]) -> list[str]:
     """Markdown: a line per method and setting, dev and test accuracy; `*` marks the best dev per method
     (none when the task has no dev split)."""
-    lines = ["| method | learning rate | epochs | dev | test |", "|---|---|---|---|---|"]
     cell = {(r["method"], r.get("learning_rate"), r.get("num_train_epochs"), r["split"]): r for r in rows}
     fmt = lambda r: "-" if r is None else f"{r['accuracy']:.3f}"  # noqa: E731
+    lines = []
     for method in ("pretrained", "scratch"):
         settings = sorted({(k[1], k[2]) for k in cell if k[0] == method})
         dev = {s: cell.get((method, *s, "dev")) for s in settings}
@@ -59,11 +56,18 @@ def table(rows: list[dict]) -> list[str]:
         for s in settings:
             mark = " *" if s == pick else ""
             lines.append(
-                f"| {method}{mark} | {s[0]:g} | {s[1]:g} | {fmt(dev[s])} | {fmt(cell.get((method, *s, 'test')))} |"
+                [
+                    f"{method}{mark}",
+                    f"{s[0]:g}",
+                    f"{s[1]:g}",
+                    fmt(dev[s]),
+                    fmt(cell.get((method, *s, "test"))),
+                ]
             )
-    tfidf = [r for r in rows if r["method"] == "tfidf"]
-    lines += [f"| tfidf | - | - | {r['accuracy']:.3f} ({r['split']}) | |" for r in tfidf]
-    return lines
+    lines += [
+        ["tfidf", "-", "-", f"{r['accuracy']:.3f} ({r['split']})", ""] for r in rows if r["method"] == "tfidf"
+    ]
+    return markdown_table(["method", "learning rate", "epochs", "dev", "test"], lines)
 
 
 def main() -> int:
@@ -82,10 +86,11 @@ def main() -> int:
     )
     args = p.parse_args()
     os.chdir(ROOT)
+    results = Results("-".join(filter(None, ("finetune_defaults", args.task, args.tag))))
     started = time.perf_counter()
     rows = sweep(args, Path(args.output_dir).resolve() / args.task)
     print("\n".join(table(rows)))
-    jsonl = write_jsonl("-".join(filter(None, ("finetune_defaults", args.task, args.tag))), rows)
+    jsonl = results.write(rows)
     log(f"[finetune_defaults] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
     return 0
 

@@ -27,17 +27,12 @@ import time
 from pathlib import Path
 
 import yaml
+from downstream import CPU_SUITE, evaluated_rows, imdb_recipe_pretrained
+from harness import REPO as ROOT
+from harness import SHARED, WIKITEXT, Results, log
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-from common import SHARED, WIKITEXT  # noqa: E402  (benchmarks/, the script's folder)
-from downstream import CPU_SUITE, evaluated_rows, imdb_recipe_pretrained, log, write_jsonl  # noqa: E402
-
-from mlm.evaluate import EvaluateConfig  # noqa: E402
-from mlm.evaluate.suite import load_suite  # noqa: E402
+from mlm.evaluate import EvaluateConfig
+from mlm.evaluate.suite import load_suite
 
 SENTEVAL = SHARED / "senteval"
 TASKS = ("trec", "subj", "cr")
@@ -117,6 +112,7 @@ def main() -> int:
                    help="no scratch or TF-IDF runs (run again without it: finished runs are reused)")  # fmt: skip
     args = p.parse_args()
     os.chdir(ROOT)
+    results = Results(args.name)
     missing = [str(d) for d in (SENTEVAL, WIKITEXT) if not d.is_dir()]
     if missing:
         raise SystemExit(
@@ -141,7 +137,7 @@ def main() -> int:
         pretrain_minutes=None if args.model else args.pretrain_minutes,
         model=os.path.relpath(final, ROOT),
     )
-    jsonl = write_jsonl(args.name, rows)
+    jsonl = results.write(rows)
     log(f"[heldout] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
     return 0
 

@@ -23,14 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from downstream import imdb_recipe_pretrained, jsonl_rows, suite_variant
+from harness import REPO as ROOT
+from harness import Results, log
 
-from downstream import imdb_recipe_pretrained, jsonl_rows, log, suite_variant, write_jsonl  # noqa: E402  (benchmarks/, the script's folder)
-
-from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
+from mlm.evaluate import EvaluateConfig, evaluate
 
 MODES = ("truncate", "head_tail", "chunks")
 
@@ -46,6 +43,7 @@ def main() -> int:
     p.add_argument("--name", default="long_text", help="the results file's name, before its date")
     args = p.parse_args()
     os.chdir(ROOT)
+    results_file = Results(args.name)
     out = Path(args.output_dir).resolve()
     started = time.perf_counter()
     final = (
@@ -66,7 +64,7 @@ def main() -> int:
                        evaluate_seconds=round(time.perf_counter() - t))  # fmt: skip
             print(json.dumps(row), flush=True)
         rows += results
-    jsonl = write_jsonl(args.name, rows)
+    jsonl = results_file.write(rows)
     log(f"[long_text] done in {(time.perf_counter() - started) / 60:.1f} min; lines in {jsonl}")
     return 0
 

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -26,24 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from downstream import jsonl_rows
+from harness import REPO as ROOT
+from harness import Results, log, markdown_table, write_marked_section
 
-from common import write_marked_section  # noqa: E402  (benchmarks/, the script's folder)
-from downstream import jsonl_rows  # noqa: E402  (benchmarks/, the script's folder)
-
-from data_prep.io import read_json  # noqa: E402
-from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
-from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
+from data_prep.io import read_json
+from mlm.evaluate import EvaluateConfig, evaluate
+from mlm.recipe import RunConfig, plan_recipe, run_recipe
 
 START, END = "<!-- masking:start -->", "<!-- masking:end -->"
 STUDIES = ["masking_token_015", "masking_token_03", "masking_token_04", "masking_wwm_015"]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def pretrain_all(recipes: list[str], parallel: int, logs: Path) -> None:
@@ -138,6 +129,7 @@ def main() -> int:
     args = p.parse_args()
     os.chdir(ROOT)
     started = time.perf_counter()
+    results_file = Results("masking", args.results_dir)
     recipes = [r for r in args.recipes.split(",") if r]
     out = Path(args.output_dir)
 
@@ -198,11 +190,7 @@ def main() -> int:
                 )
             rows.append(row)
             print(json.dumps(row), flush=True)
-    day = datetime.date.today().strftime("%Y%m%d")
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    jsonl = results_dir / f"masking-{day}.jsonl"
-    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    jsonl = results_file.write(rows)
     wall = time.perf_counter() - started
     write_section(Path(args.benchmarks_md), args, studies, rows, jsonl, pretrain_seconds, wall)
     log(f"[masking] done in {wall / 60:.1f} min; lines in {jsonl}")
@@ -246,34 +234,44 @@ def write_section(md: Path, args, studies: dict, rows: list[dict], jsonl: Path, 
         "```",
         "",
     ]
-    head = "| study | masking | rate | own eval loss | MLM at 15%: loss / accuracy | context shuffled: loss (+) |"
-    sep = "|---|---|---|---|---|---|"
-    for split in ("dev", "test"):
-        for f in fractions:
-            head += f" SST-2 {split}, {f:.0%} |"
-            sep += "---|"
-    lines += [head, sep]
+    header = [
+        "study",
+        "masking",
+        "rate",
+        "own eval loss",
+        "MLM at 15%: loss / accuracy",
+        "context shuffled: loss (+)",
+    ]
+    header += [f"SST-2 {split}, {f:.0%}" for split in ("dev", "test") for f in fractions]
+    table = []
     pre = [r for r in rows if r["method"] == "pretrained"]
     for name, s in studies.items():
         mine = [r for r in pre if r["recipe"] == s["recipe"]]
         if not mine:
             continue
         r0 = mine[0]
-        line = (
-            f"| `{name}` | {r0['masking']} | {r0['mlm_probability']} | {r0['own_eval_loss']:.3f} | "
-            f"{r0['loss_at_015']:.3f} / {r0['accuracy_at_015']:.3f} | {r0['loss_at_015_shuffled']:.3f} "
-            f"({round(r0['loss_at_015_shuffled'] - r0['loss_at_015'], 3) or 0.0:+.3f}) |"
-        )
+        shuffled = round(r0["loss_at_015_shuffled"] - r0["loss_at_015"], 3) or 0.0
+        line = [f"`{name}`", r0["masking"], str(r0["mlm_probability"]), f"{r0['own_eval_loss']:.3f}",
+                f"{r0['loss_at_015']:.3f} / {r0['accuracy_at_015']:.3f}",
+                f"{r0['loss_at_015_shuffled']:.3f} ({shuffled:+.3f})"]  # fmt: skip
         for split in ("dev", "test"):
             for f in fractions:
-                line += f" {_fmt(next((r for r in mine if (r['split'], r['label_fraction']) == (split, f)), None))} |"
-        lines.append(line)
+                line.append(
+                    _fmt(next((r for r in mine if (r["split"], r["label_fraction"]) == (split, f)), None))
+                )
+        table.append(line)
     for method, label in (("scratch", "same model from scratch"), ("tfidf", "TF-IDF + LogReg")):
-        line = f"| {label} | | | | | |"
+        line = [label, "", "", "", "", ""]
         for split in ("dev", "test"):
             for f in fractions:
-                line += f" {_fmt(next((r for r in rows if (r['method'], r['split'], r['label_fraction']) == (method, split, f)), None))} |"
-        lines.append(line)
+                key = (method, split, f)
+                line.append(
+                    _fmt(
+                        next((r for r in rows if (r["method"], r["split"], r["label_fraction"]) == key), None)
+                    )
+                )
+        table.append(line)
+    lines += markdown_table(header, table)
     lines += [
         "",
         f"Raw lines: `{jsonl.as_posix()}`. This run of the script: {wall / 60:.0f} min on the 2 CPU cores "

@@ -6,9 +6,9 @@ Cases:
 - `pretrain`: `mlm pretrain` (tiny, 16k vocabulary, batch 32) for `--pretrain-steps` steps on the packed
   plain corpus (the same reviews, one per line).
 
-Each step is a subprocess sampled from /proc (`common.run_measured`): peak RSS (VmHWM) and anonymous memory.
+Each step is a subprocess sampled from /proc (`harness.run_measured`): peak RSS (VmHWM) and anonymous memory.
 `--checkout DIR` runs another checkout's code (e.g. a `git worktree` of an older commit) to compare.
-Last lines: one JSON object per step, also appended to `benchmarks/results/memory.jsonl`.
+Last lines: one JSON object per step, also appended to `benchmarks/results/memory-YYYYMMDD.jsonl`.
 
     .venv/bin/python benchmarks/memory.py                       # about 10 minutes
     .venv/bin/python benchmarks/memory.py --checkout /tmp/old   # the same with older code
@@ -24,10 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import log, machine, real_documents, run_measured
-
-RESULTS = Path(__file__).parent / "results" / "memory.jsonl"
-ROOT = Path(__file__).resolve().parent.parent
+from harness import REPO as ROOT
+from harness import Results, log, machine_line, real_documents, run_measured
 
 
 def write_one_line(path: Path, target_bytes: int) -> int:
@@ -79,12 +77,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--plain-mb", type=float, default=30.0)
     p.add_argument("--pretrain-steps", type=int, default=100)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per step")
+    p.add_argument("--results-dir", default=None, help="where the jsonl goes (default: benchmarks/results)")
     opts = p.parse_args(argv)
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    results = Results("memory", opts.results_dir)
     checkout = Path(opts.checkout).resolve()
     os.environ["PYTHONPATH"] = str(checkout)  # the steps run that checkout's code
     commit = os.popen(f"git -C {checkout} rev-parse --short HEAD").read().strip()
-    log(f"machine: {machine()}; code: {checkout} at {commit}")
+    log(f"machine: {machine_line()}; code: {checkout} at {commit}")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="mlm-memory-") as t:
         tmp = Path(t)
@@ -101,13 +101,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                               str(opts.pretrain_steps), "--per_device_train_batch_size", "32",
                                               "--disable_tqdm", "true"], opts.timeout)  # fmt: skip
         rows.append(dict(run, case="plain", corpus_mb=round(size / 1e6)))
-    stamp = time.strftime("%Y-%m-%d %H:%M")
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as f:
-        for r in rows:
-            r.update(date=stamp, machine=machine(), commit=commit)
-            f.write(json.dumps(r) + "\n")
-            print(json.dumps(r), flush=True)
+    for r in rows:
+        r["commit"] = commit
+        print(json.dumps(r), flush=True)
+    log(f"rows in {results.write(rows)}")
     return rows
 
 

@@ -24,27 +24,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import yaml
+from harness import REPO as ROOT
+from harness import Results, log, markdown_table, read_jsonl, write_marked_section
+from masking import common_mlm_scores
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-from common import write_marked_section  # noqa: E402  (benchmarks/, the script's folder)
-from downstream import write_jsonl  # noqa: E402
-from masking import common_mlm_scores  # noqa: E402
-
-from data_prep.io import read_json  # noqa: E402
-from mlm.evaluate import EvaluateConfig, evaluate  # noqa: E402
-from mlm.evaluate.suite import PER_RUN_KEYS  # noqa: E402
-from mlm.masking import MaskingConfig  # noqa: E402
-from mlm.recipe import RunConfig, plan_recipe, run_recipe  # noqa: E402
+from data_prep.io import read_json
+from mlm.evaluate import EvaluateConfig, evaluate
+from mlm.evaluate.suite import PER_RUN_KEYS
+from mlm.masking import MaskingConfig
+from mlm.recipe import RunConfig, plan_recipe, run_recipe
 
 
 def markers(section: str) -> tuple[str, str]:
@@ -107,10 +100,6 @@ def options(name: str) -> dict:
         for key, value in SETTINGS[setting].items():
             merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
     return merged
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def study_recipe(domain: str, name: str, minutes: float, out: Path) -> Path:
@@ -253,12 +242,9 @@ def table(rows: list[dict]) -> list[str]:
     """Markdown: one row per config, one column per (domain, task, split, label fraction) of SHOWN."""
     cols = shown_columns(rows)
     configs = list(dict.fromkeys(r["config"] for r in rows))
-    head = [
-        "| config | tokens seen (pretraining eval loss; at 15% token masking) | "
-        + " | ".join(f"{d}/{t} {s} {f:.0%}" for d, t, s, f in cols)
-        + " |"
-    ]
-    head.append("|---|---|" + "---|" * len(cols))
+    header = ["config", "tokens seen (pretraining eval loss; at 15% token masking)"]
+    header += [f"{d}/{t} {s} {f:.0%}" for d, t, s, f in cols]
+    lines = []
     cell = {(r["config"], r["domain"], r["task"], r["split"], r["label_fraction"]): r for r in rows}
     for c in configs:
         seen = {r["domain"]: r for r in rows if r["config"] == c and r.get("tokens_seen")}
@@ -267,8 +253,8 @@ def table(rows: list[dict]) -> list[str]:
         tokens = (
             ", ".join(f"{d} {r['tokens_seen'] / 1e6:.1f}M" + loss_note(r) for d, r in seen.items()) or "-"
         )
-        head.append(f"| {c} | {tokens} | " + " | ".join(text) + " |")
-    return head
+        lines.append([c, tokens, *text])
+    return markdown_table(header, lines)
 
 
 def seed_range(row: dict) -> list[list[float]] | None:
@@ -384,9 +370,13 @@ def main() -> int:
     args.section = args.section or args.stage
     os.chdir(ROOT)
     out, started, rows = Path(args.output_dir) / args.stage, time.perf_counter(), []
+    results = (
+        None
+        if args.table_from or args.pretrain_only
+        else Results(f"objectives-{args.stage}", args.results_dir)
+    )
     if args.table_from:
-        rows = [json.loads(line) for path in args.table_from.split(",")
-                for line in Path(path).read_text().splitlines() if line.strip()]  # fmt: skip
+        rows = read_jsonl(args.table_from.split(","))
         args.domains = ""
     for domain in filter(None, args.domains.split(",")):
         scratched: set[str] = set()
@@ -398,14 +388,15 @@ def main() -> int:
             run["mlm_at_15"] = mlm_at_15(domain, name, run, out)
             kind = scratch_name(name)
             fresh = not args.no_baselines
-            rows += score(
+            scored = score(
                 domain, name, run, args, out, scratch=fresh and kind not in scratched, tfidf=fresh and i == 0
             )
+            rows += scored
             scratched.add(kind)
-            write_jsonl(f"objectives-{args.stage}", rows, args.results_dir)
+            results.write(scored)
     if args.pretrain_only:
         return 0
-    jsonl = args.table_from or write_jsonl(f"objectives-{args.stage}", rows, args.results_dir)
+    jsonl = args.table_from or results.path
     lines = table(rows)
     print("\n".join(lines))
     if args.write_md:

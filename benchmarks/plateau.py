@@ -22,7 +22,7 @@ import argparse
 import time
 
 import torch
-from common import log  # noqa: F401  (puts the repository on sys.path)
+from harness import log  # noqa: F401  (puts this checkout on sys.path)
 from transformers import AutoTokenizer
 
 from mlm.data import BlockDataset, load_packed
@@ -46,12 +46,13 @@ def masking(tok) -> MaskingCollator:
 
 
 def optimizer(model: torch.nn.Module, lr: float, steps: int, warmup_steps: float):
-    """AdamW (weight decay 0.01 on matrices other than embeddings), warmup then linear decay to 0."""
+    """AdamW (weight decay 0.01 on matrices other than embeddings), warmup then linear decay to 0; `warmup_steps`
+    below 1 is a share of the steps, as the package's `warmup_steps`."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     groups = [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    warm = max(1, int(warmup_steps * steps))
+    warm = max(1, int(warmup_steps * steps if warmup_steps < 1 else warmup_steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm)))
     )
@@ -97,7 +98,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-length", type=int, default=128)
-    p.add_argument("--warmup-ratio", type=float, default=0.06)
+    p.add_argument(
+        "--warmup-steps", type=float, default=0.06, help="warmup steps, or below 1 a share of them"
+    )
     p.add_argument("--eval-blocks", type=int, default=256)
     args = p.parse_args()
     tok = AutoTokenizer.from_pretrained(args.tokenizer)

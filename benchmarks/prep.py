@@ -1,6 +1,6 @@
 """Data preparation speed and memory: `prepare` + `pack` against the tokenizer's own speed and `run_mlm.py`.
 
-Three ways over the same JSON-lines corpus (real text, see common.real_documents), each in its own
+Three ways over the same JSON-lines corpus (real text, see harness.real_documents), each in its own
 subprocess so its peak resident memory (the process and its children) is measured on its own:
   ours      `data_prep.prepare.prepare` then `data_prep.packing.pack` (128-token blocks), as `mlm` runs them
   ceiling   the raw Rust tokenizer: `tokenizer.backend_tokenizer.encode_batch` over the same texts, 1,000 a call
@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import (
+from harness import (
     DEFAULT_CACHE,
+    Results,
     benchmark_data,
     log,
-    machine,
+    machine_line,
     peak_rss_mb,
     real_documents,
     run_measured,
@@ -142,8 +142,6 @@ def run_child(kind: str, corpus: Path, tokenizer: Path, num_proc: int | None, ti
 
 
 def child_main(opts) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import datasets
 
     datasets.disable_progress_bars()
@@ -163,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     p.add_argument("--tmp-dir", default="/tmp", help="where generated corpora and outputs go")
     p.add_argument("--timeout", type=float, default=1800)
-    p.add_argument("--quick", action="store_true", help="5 MB, no memory sweep")
+    p.add_argument("--quick", action="store_true", help="5 MB, no memory sweep, no results file")
+    p.add_argument("--results-dir", default=None, help="where the jsonl goes (default: benchmarks/results)")
     p.add_argument("--no-speed", action="store_true", help="only the memory runs (--rss-sizes)")
     p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     p.add_argument("--corpus", help=argparse.SUPPRESS)
@@ -176,7 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
     if opts.quick:
         opts.mb, opts.rss_sizes = 5.0, ""
 
-    log(f"machine: {machine()}")
+    results = Results("prep", opts.results_dir) if (opts.results_dir or not opts.quick) else None
+    log(f"machine: {machine_line()}")
     tokenizer = benchmark_data(Path(opts.cache_dir))["tokenizer"]
     log(f"tokenizer: {tokenizer} (WordPiece, 30k)")
     docs, source = real_documents(limit_bytes=int(opts.mb * 1e6) if opts.mb < 60 else None)
@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
             result["peak_anon_mb_largest"] = sweep[-1]["peak_anon_mb"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if results:
+        log(f"row in {results.write([result])}")
     print(json.dumps(result), flush=True)
     return result
 

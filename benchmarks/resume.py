@@ -25,19 +25,10 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from transformers import TrainerCallback  # noqa: E402
-
-from benchmarks.common import log, machine  # noqa: E402
+from harness import Results, StepTimer, log, machine_line, quiet_libraries
 
 TINY = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -110,37 +101,23 @@ def fake_checkpoint(template: Path, run_dir: Path, steps: int, global_batch: int
     return ckpt
 
 
-class FirstStep(TrainerCallback):
-    """Notes when the first training step of a run ends."""
-
-    at: float | None = None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.at is None:
-            self.at = time.perf_counter()
-
-
 def time_resume(cfg, replay: bool) -> float:
     """Seconds from the start of pretraining (resume=...) to the end of its first training step.
 
     `replay`: the Trainer's own resume of a stream, for comparison: the stream read from its start, the
     batches already seen skipped by the Trainer (what `pretrain` does instead: start at the saved position)."""
-    from mlm.objectives import get_objective
-    from mlm.pretrain import build_model, build_trainer, load_data
+    from mlm.pretrain import build_pretraining, train
     from mlm.streaming import PackedStream
 
     start = time.perf_counter()
-    cfg.validate()
-    data = load_data(cfg)
-    objective = get_objective(cfg.objective)(cfg, data.tokenizer)
-    run = build_trainer(cfg, objective, build_model(cfg, objective, data), data)
+    run = build_pretraining(cfg)
     if replay:
         run.trainer.train_dataset = PackedStream(cfg.data_dir, "train", start=0, seed=cfg.seed)
         run.trainer.args.ignore_data_skip = False
-    first = FirstStep()
-    run.trainer.add_callback(first)
-    run.trainer.train(resume_from_checkpoint=run.resume_from)
-    return first.at - start
+    timer = StepTimer(skip=1)
+    run.trainer.add_callback(timer)
+    train(run)
+    return timer.first_step_at - start
 
 
 def main() -> None:
@@ -152,17 +129,22 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3, help="runs of the fast resume (median)")
     parser.add_argument("--cache", default=os.environ.get("MLM_BENCH_CACHE", "/tmp/mlm-bench") + "/resume")
+    parser.add_argument(
+        "--results-dir", default=None, help="where the jsonl goes (default: benchmarks/results)"
+    )
     args = parser.parse_args()
 
     import datasets
     import torch
 
-    datasets.disable_progress_bars()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
+    results_file = Results("resume", args.results_dir)
     torch.set_num_threads(1)
     cache = Path(args.cache)
     packed = make_data(cache, args.docs, args.seq_len)
     n_blocks = len(datasets.load_from_disk(str(packed))["train"])
-    log(f"data: {n_blocks} blocks of {args.seq_len} tokens; batch {args.batch}; {machine()}")
+    log(f"data: {n_blocks} blocks of {args.seq_len} tokens; batch {args.batch}; {machine_line()}")
 
     from mlm.pretrain import pretrain
 
@@ -204,11 +186,12 @@ def main() -> None:
         batch=args.batch,
         seq_len=args.seq_len,
         blocks=n_blocks,
-        machine=machine(),
         torch_threads=1,
     )
     shutil.rmtree(cache / "run", ignore_errors=True)
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()}))
+    row = {k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()}
+    log(f"row in {results_file.write([row])}")
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":

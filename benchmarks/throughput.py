@@ -1,114 +1,114 @@
-"""Pretraining throughput: the stock `run_mlm.py` set-up against `mlm pretrain`, side by side.
+"""Pretraining throughput: `mlm pretrain` against the informed user's own set-up, block type by block type.
 
-Baseline: `BertForMaskedLM` + `DataCollatorForLanguageModeling` + stock `Trainer`/`TrainingArguments`, fed
-the packed blocks as `run_mlm.py` feeds its grouped texts (python lists with `attention_mask` and
-`special_tokens_mask` columns). Ours: what `mlm.pretrain.pretrain` builds (the masked-only head, the
-`MaskingCollator` over int tensors, its `TrainingArguments` and per-device defaults). Same model size,
-tokenizer, packed data, batch size, sequence length, threads, optimizer settings and precision.
+Each block type is compared with its stock counterpart, trained by a stock `Trainer` with
+`DataCollatorForLanguageModeling` (15% masking, 80/10/10), fed the packed blocks as `run_mlm.py` feeds its
+grouped texts (python lists with `attention_mask` and `special_tokens_mask` columns):
 
-Both run in this process, alternating (baseline round, ours round, ...) after a warm-up round each; a
-`TrainerCallback` timestamps step ends and the first `--skip` steps of every round are left out, so the figure
-is steady-state train tokens/s. Last lines: one JSON object per preset.
+- ModernBERT: `ModernBertForMaskedLM` with `sparse_prediction=True` (transformers' own option: the head on
+  the masked positions only) vs ours (`architecture: modernbert`);
+- BERT: `BertForMaskedLM` (the full head, every position scored) vs ours (the masked-only head);
+- ELECTRA: transformers' `ElectraForMaskedLM` (generator, full head) + `ElectraForPreTraining`
+  (discriminator) sharing embeddings, in a minimal training step (`StockElectra`) vs `objective: electra`.
 
-    .venv/bin/python benchmarks/throughput.py                 # tiny and mini on CPU
-    .venv/bin/python benchmarks/throughput.py --quick         # smoke run (a minute)
-    .venv/bin/python benchmarks/throughput.py --busy          # cpu_threads auto vs fixed, one core busy
+Ours is what `mlm pretrain` builds (`mlm.pretrain.build_pretraining`: its model, collator, Trainer and
+device defaults) with `cpu_threads` fixed at `--threads`. Same on both sides: the model config (the stock
+model is built from ours'), tokenizer (a WordPiece of `--vocab-size` trained on the data at hand), packed
+blocks, batch x sequence length, threads, optimizer settings (lr 1e-3, betas (0.9, 0.98), eps 1e-6, weight
+decay 0.01, clipping 1.0, linear schedule), precision and data-loader settings (on a GPU: bf16, ours' workers).
+
+One process: per block type and preset, a warm-up round each, then `--rounds` alternating rounds (ours,
+stock, ours, stock, ...); a round is `--skip` + N steps, timed from the end of step `--skip` to the end of
+the last (`harness.StepTimer`), so each round gives steady-state train tokens/s. Reported: the median round
+of each side and their ratio (ours / stock), and each side's model FLOP/s and share of the device's peak
+(`mlm.flops`: each side's own FLOPs per token: stock BERT and the stock ELECTRA generator score every
+position, stock ModernBERT's sparse prediction and ours the masked ones, counted from the batches; the peak
+from `device_peak_flops`, measured once before the rounds on a CPU). Rows go to
+benchmarks/results/throughput-YYYYMMDD.jsonl (not with `--quick`, unless `--results-dir`); the table, ModernBERT
+first, to stdout.
+
+    .venv/bin/python benchmarks/throughput.py                    # tiny and mini, 3 block types, 2 threads
+    .venv/bin/python benchmarks/throughput.py --quick            # smoke run: tiny, 1 round of 3 steps
+    .venv/bin/python benchmarks/throughput.py --blocks bert --presets mini --rounds 5
+    .venv/bin/python benchmarks/throughput.py --busy             # cpu_threads auto vs fixed (benchmarks/busy.py)
     python benchmarks/throughput.py --device cuda --presets tiny,mini,small
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import gc
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
-from common import DEFAULT_CACHE, benchmark_data, log, machine
-from transformers import TrainerCallback
+from harness import (
+    DEFAULT_CACHE,
+    OPTIMIZER,
+    Results,
+    StepTimer,
+    benchmark_data,
+    log,
+    machine_line,
+    markdown_table,
+    median,
+    quiet_libraries,
+    timed_pretraining,
+)
 
-# dense bf16 tensor-core peak (TFLOP/s) of common GPUs, keyed on a part of torch.cuda.get_device_name()
-GPU_BF16_PEAK_TFLOPS = {
-    "H200": 989.0,
-    "H100 PCIe": 756.0,
-    "H100": 989.0,
-    "GH200": 989.0,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "L4": 121.0,
-    "A10G": 125.0,
-    "A10": 125.0,
-    "RTX 4090": 165.0,
-    "RTX 3090": 71.0,
-    "V100": 125.0,  # fp16 (no bf16)
-    "T4": 65.0,  # fp16 (no bf16)
+BLOCKS = ("modernbert", "bert", "electra")  # the table's order
+OURS = {  # PretrainConfig options of ours, by block type
+    "modernbert": {"architecture": "modernbert", "objective": "mlm"},
+    "bert": {"architecture": "bert", "objective": "mlm"},
+    "electra": {"architecture": "bert", "objective": "electra"},
 }
-
-LR, WD, BETAS, EPS, CLIP = 1e-3, 0.01, (0.9, 0.98), 1e-6, 1.0
-
-
-def gpu_peak_flops(name: str) -> float | None:
-    for key, tflops in GPU_BF16_PEAK_TFLOPS.items():  # most specific keys first
-        if key in name:
-            return tflops * 1e12
-    return None
-
-
-def cpu_peak_flops(seconds: float = 3.0, n: int = 2048) -> float:
-    """Best fp32 matmul FLOP/s of this machine, with the current torch thread count."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    torch.mm(a, b, out=out)
-    best, until = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < until:
-        t = time.perf_counter()
-        for _ in range(3):
-            torch.mm(a, b, out=out)
-        best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t))
-    return best
+STOCK = {
+    "modernbert": "ModernBertForMaskedLM, sparse_prediction=True",
+    "bert": "BertForMaskedLM (full head)",
+    "electra": "ElectraForMaskedLM + ElectraForPreTraining",
+}
+NAMES = {"modernbert": "ModernBERT", "bert": "BERT", "electra": "ELECTRA"}
+STEPS = {"tiny": 12, "mini": 8, "small": 30}  # timed steps per round on a CPU (60 on a GPU)
+ELECTRA_WEIGHT = 50.0  # the discriminator loss weight, ours' default (the paper's)
 
 
-def train_flops_per_step(config, batch: int, seq: int, scored_rows: float) -> float:
-    """Matmul FLOPs of one training step (forward + backward = 3x forward) of a BERT encoder + MLM head."""
-    h, i, layers, v = (
-        config.hidden_size,
-        config.intermediate_size,
-        config.num_hidden_layers,
-        config.vocab_size,
-    )
-    per_token = layers * (2 * (4 * h * h + 2 * h * i) + 4 * seq * h)  # projections, FFN, scores + values
-    per_scored_row = 2 * h * h + 2 * h * v  # transform + decoder
-    return 3 * (batch * seq * per_token + scored_rows * per_scored_row)
+class StockElectra(torch.nn.Module):
+    """ELECTRA from transformers' own classes in a minimal training step: the generator
+    (`ElectraForMaskedLM`, its head over every position) fills the masked positions with tokens sampled from
+    its logits; the discriminator (`ElectraForPreTraining`) tells replaced from original at every position.
+    The generator reads the discriminator's embeddings (and ties its output layer to them).
+    Loss: generator MLM loss + `weight` x discriminator loss."""
 
+    def __init__(self, discriminator_config, generator_config, weight: float = ELECTRA_WEIGHT) -> None:
+        from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
-class StepTimer(TrainerCallback):
-    """Timestamps the end of step `skip` and of the last step of a round (synchronising CUDA there)."""
+        super().__init__()
+        self.discriminator = ElectraForPreTraining(discriminator_config)
+        self.generator = ElectraForMaskedLM(generator_config)
+        embeddings = self.discriminator.electra.embeddings
+        self.generator.electra.embeddings = embeddings
+        self.generator.generator_lm_head.weight = embeddings.word_embeddings.weight
+        self.weight = weight
 
-    def __init__(self, skip: int) -> None:
-        self.skip, self.last = skip, 0
-        self.marks: list[tuple[int, float]] = []
-
-    def arm(self, steps: int) -> None:
-        self.last, self.marks = steps, []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step in (self.skip, self.last):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.marks.append((state.global_step, time.perf_counter()))
-        return control
-
-    def seconds_per_step(self) -> float:
-        (s0, t0), (s1, t1) = self.marks[0], self.marks[-1]
-        return (t1 - t0) / (s1 - s0)
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        generated = self.generator(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+        masked = labels != -100
+        with torch.no_grad():
+            probs = torch.softmax(generated.logits[masked].float(), dim=-1)
+            corrupted = input_ids.clone()
+            corrupted[masked] = torch.multinomial(probs, 1).squeeze(-1)
+            replaced = (corrupted != torch.where(masked, labels, input_ids)).long()
+        judged = self.discriminator(input_ids=corrupted, attention_mask=attention_mask, labels=replaced)
+        return {"loss": generated.loss + self.weight * judged.loss}
 
 
 class ScoredRows:
-    """Data collator wrapper counting the label-carrying positions of the batches it makes.
+    """Data collator wrapper counting the masked (label-carrying) positions of the batches it makes.
 
     The counts live in shared memory: on a GPU the collator runs in DataLoader worker processes."""
 
@@ -116,7 +116,7 @@ class ScoredRows:
         import multiprocessing
 
         self.inner = inner
-        self._rows, self._batches = multiprocessing.Value("q", 0), multiprocessing.Value("q", 0)
+        self._rows, self._positions = multiprocessing.Value("q", 0), multiprocessing.Value("q", 0)
 
     def __call__(self, items):
         out = self.inner(items)
@@ -124,113 +124,94 @@ class ScoredRows:
         rows = pos.numel() if pos is not None else int((out["labels"] != -100).sum())
         with self._rows.get_lock():  # one lock for the pair
             self._rows.value += rows
-            self._batches.value += 1
+            self._positions.value += out["input_ids"].numel()
         return out
 
     def reset(self) -> None:
-        self._rows.value = self._batches.value = 0
+        self._rows.value = self._positions.value = 0
 
-    def per_batch(self) -> float:
-        return self._rows.value / max(1, self._batches.value)
+    def fraction(self) -> float:
+        """The share of positions masked (scored by a masked-only head) since the last reset."""
+        return self._rows.value / max(1, self._positions.value)
 
 
-def make_baseline(
-    packed, tokenizer, preset: str, args_common: dict, seq: int, device: str, model_vocab: int = 0
-):
-    """The run_mlm.py set-up: AutoModelForMaskedLM.from_config, DataCollatorForLanguageModeling, Trainer."""
+def stock_dataset(train, tokenizer):
+    """The packed blocks as `run_mlm.py`'s `tokenize_function` + `group_texts` leave them: python lists with
+    `attention_mask` and `special_tokens_mask` columns."""
     import numpy as np
-    from transformers import BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    from mlm.modeling import build_config
-
-    vocab = max(len(tokenizer), model_vocab)
-    config = build_config(preset, vocab, seq, pad_token_id=tokenizer.pad_token_id)
-    model = BertForMaskedLM(config)
     special = np.array(sorted(tokenizer.all_special_ids))
 
-    def add_masks(batch):  # what run_mlm.py's tokenize_function + group_texts leave in the dataset
+    def add_masks(batch):
         ids = np.asarray(batch["input_ids"])
         return {
             "attention_mask": (ids != tokenizer.pad_token_id).astype(np.int8).tolist(),
             "special_tokens_mask": np.isin(ids, special).astype(np.int8).tolist(),
         }
 
-    train = packed["train"].select_columns(["input_ids"])
-    train = train.map(add_masks, batched=True, desc="baseline columns")
-    collator = ScoredRows(DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=0.15))
-    args = TrainingArguments(**args_common, bf16=device == "cuda", use_cpu=device == "cpu")
-    return Trainer(model=model, args=args, train_dataset=train, data_collator=collator), collator
+    return train.select_columns(["input_ids"]).map(add_masks, batched=True, desc="stock columns")
 
 
-def make_ours(
-    data_dir: str,
-    tokenizer,
-    preset: str,
-    args_common: dict,
-    seq: int,
-    device: str,
-    extra: dict,
-    model_vocab: int = 0,
-):
-    """What mlm.pretrain.pretrain builds for training, through its public builders (no evaluation, no
-    checkpoints); the model vocabulary is at least `model_vocab`, as the baseline's."""
-    from mlm.modeling import build_config
-    from mlm.objectives import get_objective
-    from mlm.options import training_arguments
-    from mlm.pretrain import PretrainConfig, build_trainer, load_data
+def stock_model(blocks: str, ours):
+    """The stock model of `blocks` at the size of ours (`ours`: our model, whose config it copies)."""
+    from transformers import BertForMaskedLM, ModernBertForMaskedLM
 
-    names = ("output_dir", "per_device_train_batch_size", "learning_rate", "weight_decay", "adam_epsilon",
-             "max_grad_norm", "lr_scheduler_type", "max_steps", "logging_steps", "disable_tqdm", "seed")  # fmt: skip
-    cfg = PretrainConfig(
-        data_dir=data_dir,
-        preset=preset,
-        adam_beta1=args_common["adam_beta1"],
-        adam_beta2=args_common["adam_beta2"],
-        warmup_steps=args_common["warmup_steps"],
-        use_cpu=device == "cpu",
-        bf16=device == "cuda",
-        eval_steps=0,
-        save_steps=0,
-        max_eval_samples=1,
-        **{k: args_common[k] for k in names},
-        **extra,
-    )
-    cfg.validate()
-    data = load_data(cfg)
-    objective = get_objective(cfg.objective)(cfg, data.tokenizer)
-    config = build_config(
-        preset,
-        max(len(tokenizer), model_vocab),
-        seq,
-        pad_token_id=tokenizer.pad_token_id,
-        attn_implementation=cfg.attn_implementation,
-        pad_vocab_to_multiple_of=cfg.pad_vocab_to_multiple_of,
-        architecture=cfg.architecture,
-        cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id,
-    )
-    trainer = build_trainer(cfg, objective, objective.build_model(config), data).trainer
-    collator = ScoredRows(trainer.data_collator)
-    trainer.data_collator = collator
-    reuse = device == "cpu" and cfg.cpu_reuse_memory
-    if reuse:  # build_trainer switched it on; run_round switches it on for our rounds only
-        from mlm.cpu.memory import reuse_freed_memory
+    if blocks == "electra":
+        return StockElectra(copy.deepcopy(ours.config), copy.deepcopy(ours.generator.config))
+    config = copy.deepcopy(ours.config)
+    if blocks == "modernbert":
+        config.sparse_prediction = True
+        return ModernBertForMaskedLM(config)
+    return BertForMaskedLM(config)
 
+
+def build_stock(blocks: str, ours_run, train, output_dir: str, batch_size: int, device: str):
+    """The stock Trainer with DataCollatorForLanguageModeling, the data-loader and precision settings ours
+    resolved to; (trainer, counting collator)."""
+    from transformers import DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainingArguments
+
+    resolved = ours_run.trainer.args
+    same = {
+        k: getattr(resolved, k) for k in ("bf16", "tf32", "dataloader_num_workers", "dataloader_pin_memory")
+    }
+    args = TrainingArguments(
+        output_dir=output_dir, per_device_train_batch_size=batch_size, max_steps=1, logging_steps=10_000,
+        save_strategy="no", report_to="none", disable_tqdm=True, seed=0, use_cpu=device == "cpu",
+        **OPTIMIZER, **same,
+    )  # fmt: skip
+    collator = ScoredRows(DataCollatorForLanguageModeling(ours_run.data.tokenizer, mlm_probability=0.15))
+    torch.manual_seed(0)
+    model = stock_model(blocks, ours_run.trainer.model)
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator)
+    trainer.remove_callback(PrinterCallback)  # the end-of-train metrics dict on stdout
+    return trainer, collator
+
+
+def build_ours(blocks: str, preset: str, packed: Path, output_dir: str, opts, device: str):
+    """What `mlm pretrain` builds for `blocks` at `preset`; (run, counting collator, reuses freed memory)."""
+    from mlm.cpu.memory import reuse_freed_memory
+
+    options = {**OURS[blocks], "preset": preset, "per_device_train_batch_size": opts.batch_size,
+               "cpu_threads": str(opts.threads), "use_cpu": device == "cpu"}  # fmt: skip
+    options.update(json.loads(opts.ours_options) if opts.ours_options else {})
+    run = timed_pretraining(packed, output_dir, **options)
+    collator = ScoredRows(run.trainer.data_collator)
+    run.trainer.data_collator = collator
+    # switched on process-wide by the build: on for our rounds only (run_round), so the stock side runs as stock
+    reuse = device == "cpu" and run.cfg.cpu_reuse_memory
+    if reuse:
         reuse_freed_memory(False)
-    keys = ("optim", "bf16", "tf32", "dataloader_num_workers", "dataloader_pin_memory", "torch_compile")
-    settings = {k: v for k, v in training_arguments(cfg).items() if k in keys}
-    return trainer, collator, settings, reuse
+    return run, collator, reuse
 
 
 def run_round(trainer, timer: StepTimer, steps: int, reuse_memory: bool = False) -> float:
-    """Train `steps` more steps; return seconds per steady-state step.
+    """Train `steps` more steps (a fresh `train()`, from step 0); steady-state seconds per step.
 
-    `reuse_memory`: what `mlm pretrain` does on CPU (mlm.cpu.memory.reuse_freed_memory, process-wide), switched
-    on for this round only and back to glibc's steady state afterwards, so the baseline runs as stock."""
+    `reuse_memory`: what `mlm pretrain` does on CPU (`mlm.cpu.memory.reuse_freed_memory`, process-wide),
+    on for this round only and back to glibc's default afterwards."""
     from mlm.cpu.memory import reuse_freed_memory
 
-    trainer.args.max_steps = steps  # every train() call starts a fresh TrainerState at step 0
-    timer.arm(steps)
+    trainer.args.max_steps = steps
     if reuse_memory:
         reuse_freed_memory(True)
     try:
@@ -241,201 +222,160 @@ def run_round(trainer, timer: StepTimer, steps: int, reuse_memory: bool = False)
     return timer.seconds_per_step()
 
 
-def bench_preset(preset: str, paths: dict, opts, peak: float, device: str) -> dict:
-    import datasets
-    import torch
-    from transformers import AutoTokenizer
+def flops_per_token(blocks: str, model, seq_len: int, scored_fraction: float) -> float:
+    """Training FLOPs per token (`mlm.flops`) of `model` (ours or stock) scoring `scored_fraction` of the
+    positions in its MLM (or generator) head."""
+    from mlm.flops import model_flops_per_token
 
-    tokenizer = AutoTokenizer.from_pretrained(str(paths["tokenizer"]))
-    packed = datasets.load_from_disk(str(paths["packed"]))
-    seq = len(packed["train"][0]["input_ids"])
-    steps = opts.steps or {"tiny": 12, "mini": 8, "small": 30}.get(preset, 10)
-    if device == "cuda":
-        steps = opts.steps or 60
+    if blocks == "electra":
+        discriminator = model.discriminator.config if isinstance(model, StockElectra) else model.config
+        return model_flops_per_token(discriminator, seq_len, scored_fraction, model.generator.config)
+    return model_flops_per_token(model.config, seq_len, scored_fraction)
+
+
+def compare(blocks: str, preset: str, packed: Path, stock_train, opts, peak, device: str) -> dict[str, Any]:
+    """Ours against stock for one block type and preset: alternating rounds; the row of the results."""
+    from mlm.flops import utilisation
+
+    steps = opts.steps or (60 if device == "cuda" else STEPS.get(preset, 10))
+    tag = f"[{NAMES[blocks]} {preset}]"
     with tempfile.TemporaryDirectory(prefix="mlm-throughput-") as tmp:
-        common = dict(
-            output_dir=tmp,
-            per_device_train_batch_size=opts.batch_size,
-            learning_rate=LR,
-            weight_decay=WD,
-            adam_beta1=BETAS[0],
-            adam_beta2=BETAS[1],
-            adam_epsilon=EPS,
-            max_grad_norm=CLIP,
-            lr_scheduler_type="linear",
-            warmup_steps=0.06,
-            max_steps=1,
-            logging_steps=10_000,
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            seed=0,
+        ours_run, ours_rows, reuse = build_ours(blocks, preset, packed, f"{tmp}/ours", opts, device)
+        stock, stock_rows = build_stock(
+            blocks, ours_run, stock_train, f"{tmp}/stock", opts.batch_size, device
         )
-        torch.manual_seed(0)
-        base, base_rows = make_baseline(
-            packed, tokenizer, preset, dict(common, output_dir=f"{tmp}/base"), seq, device, opts.model_vocab
-        )
-        torch.manual_seed(0)
-        extra = json.loads(opts.ours_options) if opts.ours_options else {}
-        ours, ours_rows, dev, reuse = make_ours(
-            str(paths["packed"]),
-            tokenizer,
-            preset,
-            dict(common, output_dir=f"{tmp}/ours"),
-            seq,
-            device,
-            extra,
-            opts.model_vocab,
-        )
-        timers = {}
-        for name, trainer in (("baseline", base), ("ours", ours)):
-            timers[name] = StepTimer(opts.skip)
+        seq = ours_run.data.seq_len
+        tokens = opts.batch_size * seq
+        sides = {"ours": (ours_run.trainer, ours_rows), "stock": (stock, stock_rows)}
+        timers = {name: StepTimer(opts.skip) for name in sides}
+        for name, (trainer, _) in sides.items():
             trainer.add_callback(timers[name])
-        log(
-            f"[{preset}] {device}, batch {opts.batch_size} x {seq} tokens, tokenizer vocab {len(tokenizer)}, "
-            f"model vocab {base.model.config.vocab_size}, "
-            f"{torch.get_num_threads()} threads; ours: {json.dumps(dev, default=str)}"
-        )
-        # warm-up: one short round each (allocator, kernels, compile), not counted
-        for name, trainer in (("baseline", base), ("ours", ours)):
+        log(f"{tag} {device}, batch {opts.batch_size} x {seq}, vocabulary {ours_run.trainer.model.config.vocab_size}, "
+            f"{torch.get_num_threads()} threads; stock: {STOCK[blocks]}; ours: {type(ours_run.trainer.model).__name__}")  # fmt: skip
+        for name, (trainer, _) in sides.items():  # warm-up (allocator, kernels), not counted
             t = time.perf_counter()
             run_round(trainer, timers[name], opts.skip + 2, reuse and name == "ours")
-            log(f"[{preset}] warm-up {name}: {time.perf_counter() - t:.1f}s")
-        per_step: dict[str, list[float]] = {"baseline": [], "ours": []}
-        base_rows.reset()
+            log(f"{tag} warm-up {name}: {time.perf_counter() - t:.1f}s")
         ours_rows.reset()
+        stock_rows.reset()
+        rates: dict[str, list[float]] = {"ours": [], "stock": []}
         for r in range(opts.rounds):
-            for name, trainer in (("baseline", base), ("ours", ours)):
+            for name, (trainer, _) in sides.items():  # ours, stock, ours, stock, ...
                 s = run_round(trainer, timers[name], opts.skip + steps, reuse and name == "ours")
-                per_step[name].append(s)
+                rates[name].append(tokens / s)
                 log(
-                    f"[{preset}] round {r + 1}/{opts.rounds} {name:8s}: {s * 1000:8.1f} ms/step "
-                    f"{opts.batch_size * seq / s:10.0f} tokens/s"
+                    f"{tag} round {r + 1}/{opts.rounds} {name:5s}: {s * 1000:8.1f} ms/step {tokens / s:10.0f} tokens/s"
                 )
-    tokens = opts.batch_size * seq
-    result = {"preset": preset, "device": device}
-    flops = {}
-    for name, rows in (("baseline", base_rows), ("ours", ours_rows)):
-        best = min(per_step[name])  # least-disturbed round; the median is printed too
-        med = sorted(per_step[name])[len(per_step[name]) // 2]
-        model = (base if name == "baseline" else ours).model
-        # rows the head scores: every position for BertForMaskedLM, the masked ones (or slots) for ours
-        scored = opts.batch_size * seq if name == "baseline" else rows.per_batch()
-        f = train_flops_per_step(model.config, opts.batch_size, seq, scored)
-        flops[name] = f / best
-        log(
-            f"[{preset}] {name:8s}: {tokens / best:9.0f} tokens/s (median round {tokens / med:.0f}), "
-            f"{scored:.0f} scored rows/step, {f / 1e9:.1f} GFLOP/step, {f / best / 1e9:.1f} GFLOP/s = "
-            f"{100 * f / best / peak:.1f}% of peak"
-        )
-        result["baseline_tokens_per_s" if name == "baseline" else "tokens_per_s"] = round(tokens / best, 1)
-    result["ratio"] = round(result["tokens_per_s"] / result["baseline_tokens_per_s"], 2)
-    result["ratio_median"] = round(
-        sorted(per_step["baseline"])[len(per_step["baseline"]) // 2]
-        / sorted(per_step["ours"])[len(per_step["ours"]) // 2],
-        2,
-    )
-    result["model_flops_share_of_peak"] = round(flops["ours"] / peak, 4)
-    result["baseline_model_flops_share_of_peak"] = round(flops["baseline"] / peak, 4)
-    log(f"[{preset}] ratio ours/baseline: {result['ratio']:.2f}x (medians: {result['ratio_median']:.2f}x)")
-    return result
+        fractions = {"ours": ours_rows.fraction(), "stock": stock_rows.fraction()}
+        if blocks != "modernbert":  # stock BERT's head and stock ELECTRA's generator score every position
+            fractions["stock"] = 1.0
+        row: dict[str, Any] = {"blocks": blocks, "preset": preset, "stock": STOCK[blocks], "device": device,
+                               "batch_size": opts.batch_size, "seq_len": seq, "steps_per_round": steps,
+                               "vocab_size": ours_run.trainer.model.config.vocab_size,
+                               "threads": torch.get_num_threads(), "ours_options": opts.ours_options or None}  # fmt: skip
+        for name, model in (("stock", stock.model), ("ours", ours_run.trainer.model)):
+            key = "stock_" if name == "stock" else ""
+            mfu = utilisation(flops_per_token(blocks, model, seq, fractions[name]), median(rates[name]), peak)
+            row.update({f"{key}tokens_per_s": round(median(rates[name]), 1),
+                        f"{key}rounds_tokens_per_s": [round(x, 1) for x in rates[name]],
+                        f"{key}scored_fraction": round(fractions[name], 4),
+                        f"{key}model_flops_per_token": round(mfu["model_flops_per_token"]),
+                        f"{key}model_flops_per_s": round(mfu["model_flops_per_second"]),
+                        f"{key}share_of_peak": round(mfu["share_of_peak"], 4)})  # fmt: skip
+        row.update(ratio=round(row["tokens_per_s"] / row["stock_tokens_per_s"], 3),
+                   peak_flops=round(peak[0]), peak_source=peak[1])  # fmt: skip
+        log(f"{tag} ours / stock: {row['ratio']:.2f}x (medians of {opts.rounds} round(s)); model FLOP/s "
+            f"{flops_cell(row, 'stock_')} stock, {flops_cell(row, '')} ours")  # fmt: skip
+        del sides, stock, ours_run
+        gc.collect()
+    return row
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def flops_cell(row: dict, key: str) -> str:
+    return f"{row[key + 'model_flops_per_s'] / 1e9:,.1f} GFLOP/s, {100 * row[key + 'share_of_peak']:.1f}%"
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Markdown, ModernBERT rows first, then BERT, then ELECTRA."""
+    rows = sorted(rows, key=lambda r: BLOCKS.index(r["blocks"]) if r["blocks"] in BLOCKS else len(BLOCKS))
+    header = ["blocks", "preset", "stock set-up", "stock tokens/s", "ours tokens/s", "ours / stock",
+              "stock: model FLOP/s, share of peak", "ours: model FLOP/s, share of peak"]  # fmt: skip
+    return markdown_table(header, [
+        [NAMES.get(r["blocks"], r["blocks"]), r["preset"], r["stock"], r["stock_tokens_per_s"], r["tokens_per_s"],
+         f"**{r['ratio']:.2f}x**", flops_cell(r, "stock_"), flops_cell(r, "")]
+        for r in rows
+    ])  # fmt: skip
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--blocks", default=",".join(BLOCKS), help="comma-separated, of " + ", ".join(BLOCKS))
     p.add_argument(
         "--presets", default=None, help="comma-separated (default: tiny,mini on CPU; +small on GPU)"
     )
-    p.add_argument("--steps", type=int, default=0, help="timed steps per round (default: per preset)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (after a warm-up each)")
+    p.add_argument("--steps", type=int, default=0, help="timed steps per round (default: by preset)")
     p.add_argument("--skip", type=int, default=2, help="steps left out at the start of every round")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
-    p.add_argument(
-        "--model-vocab",
-        type=int,
-        default=30522,
-        help="model vocabulary at least this (a small corpus gives a smaller tokenizer; the head cost stays)",
-    )
-    p.add_argument("--corpus-bytes", type=int, default=12_000_000, help="text for tokenizer and packing")
+    p.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
+    p.add_argument("--vocab-size", type=int, default=16384, help="the WordPiece trained on the data")
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--corpus-bytes", type=int, default=0,
+                   help="text for tokenizer and packing (default 12 MB; 2 MB with --quick)")  # fmt: skip
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
-    p.add_argument("--ours-options", default="", help="JSON of PretrainConfig overrides for our side")
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny only, few steps, one round")
-    p.add_argument("--busy", action="store_true",
-                   help="instead: cpu_threads auto vs fixed counts, idle and with a process busy on one core "
-                   "(benchmarks/busy.py)")  # fmt: skip
-    p.add_argument("--seconds", type=float, default=60.0, help="--busy: wall-clock seconds per run")
-    p.add_argument("--preset", default="tiny", help="--busy: the model size")
+    p.add_argument("--ours-options", default="", help="JSON of PretrainConfig options for our side")
+    p.add_argument("--results-dir", default=None, help="where the jsonl goes (default: benchmarks/results)")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny, 1 round of 3 steps, no results file"
+    )
     opts = p.parse_args(argv)
+    if opts.quick:
+        opts.presets = opts.presets or "tiny"
+        opts.rounds, opts.steps, opts.skip = 1, opts.steps or 3, 1
+        opts.corpus_bytes = opts.corpus_bytes or 2_000_000
+    opts.corpus_bytes = opts.corpus_bytes or 12_000_000
+    unknown = set(opts.blocks.split(",")) - set(BLOCKS)
+    if unknown:
+        p.error(f"unknown --blocks {', '.join(sorted(unknown))}; valid: {', '.join(BLOCKS)}")
+    return opts
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import datasets
-    import torch
-    import transformers
 
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    if opts.busy:
+def main(argv: list[str] | None = None) -> list[dict]:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--busy" in argv:  # the thread study lives in busy.py; kept here under its old name
         import busy
 
-        return busy.run(opts, make_ours)
+        return busy.main([a for a in argv if a != "--busy"])
+    opts = parse_args(argv)
+    import datasets
+
+    from mlm.flops import device_peak_flops
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
+    torch.set_num_threads(opts.threads)
     device = opts.device if opts.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    presets = (
-        opts.presets.split(",")
-        if opts.presets
-        else (["tiny", "mini", "small"] if device == "cuda" else ["tiny", "mini"])
-    )
-    if opts.quick:
-        presets = presets if opts.presets else ["tiny"]
-        opts.steps, opts.rounds, opts.skip = opts.steps or 3, 1, 1
+    presets = (opts.presets or ("tiny,mini,small" if device == "cuda" else "tiny,mini")).split(",")
+    results = Results("throughput", opts.results_dir) if (opts.results_dir or not opts.quick) else None
+    log(f"machine: {machine_line()}")
+    paths = benchmark_data(Path(opts.cache_dir), opts.corpus_bytes, opts.vocab_size, opts.seq_len)
+    peak = device_peak_flops(device)
+    log(f"peak: {peak[0] / 1e9:,.1f} GFLOP/s ({peak[1]})")
+    train = datasets.load_from_disk(str(paths["packed"]))["train"]
+    from transformers import AutoTokenizer
 
-    log(f"machine: {machine()}; torch {torch.__version__}, transformers {transformers.__version__}")
-    paths = benchmark_data(Path(opts.cache_dir), corpus_bytes=opts.corpus_bytes)
-    if device == "cuda":
-        name = torch.cuda.get_device_name(0)
-        peak = gpu_peak_flops(name)
-        if peak is None:
-            log(f"unknown GPU {name!r}: no peak in the table, measuring a bf16 matmul instead")
-            peak = gpu_matmul_peak()
-        log(f"peak: {peak / 1e12:.0f} TFLOP/s (bf16 dense, {name})")
-    else:
-        peak = cpu_peak_flops()
-        log(
-            f"peak: {peak / 1e9:.1f} GFLOP/s (fp32 matmul 2048^3, {torch.get_num_threads()} threads, measured now)"
-        )
-    results = [bench_preset(preset, paths, opts, peak, device) for preset in presets]
-    for r in results:
-        print(
-            json.dumps(
-                {k: r[k] for k in ("preset", "device", "baseline_tokens_per_s", "tokens_per_s", "ratio")}
-                | {
-                    "ratio_median": r["ratio_median"],
-                    "model_flops_share_of_peak": r["model_flops_share_of_peak"],
-                }
-            ),
-            flush=True,
-        )
-    return results
-
-
-def gpu_matmul_peak(n: int = 8192) -> float:
-    import torch
-
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(20):
-        a @ b
-    torch.cuda.synchronize()
-    return 20 * 2 * n**3 / (time.perf_counter() - t)
+    stock_train = stock_dataset(train, AutoTokenizer.from_pretrained(str(paths["tokenizer"])))
+    rows = []
+    for blocks in [b for b in BLOCKS if b in opts.blocks.split(",")]:
+        for preset in presets:
+            rows.append(compare(blocks, preset, paths["packed"], stock_train, opts, peak, device))
+            if results:
+                results.write(rows[-1:])
+    print("\n".join(table(rows)), flush=True)
+    if results:
+        log(f"rows in {results.path}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Tokenizer training speed and peak memory, and the `max_train_bytes` cap that keeps memory bounded.
 
 For each size, a JSON-lines corpus of that many MB is generated from real documents (repeated in shuffled
-order, each copy made unique; see common.write_corpus) and `data_prep.tokenizer.train_tokenizer` trains a
+order, each copy made unique; see harness.write_corpus) and `data_prep.tokenizer.train_tokenizer` trains a
 30k WordPiece on it in a fresh subprocess (reading the corpus file directly, as `mlm train-tokenizer
 --corpus` does), capped at `--cap-mb` of text (the config's `max_train_bytes`, default 1 GB). Reported:
 MB/s of text trained on, seconds, peak resident memory of that process. Last line: one JSON object.
@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import log, machine, peak_rss_mb, real_documents, run_measured, write_corpus
+from harness import Results, log, machine_line, peak_rss_mb, real_documents, run_measured, write_corpus
 
 
 def child(corpus: str, out: str, cap_bytes: int, kind: str) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from data_prep.tokenizer import TokenizerConfig, train_tokenizer
 
     t = time.perf_counter()
@@ -52,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--kind", default="wordpiece", choices=["wordpiece", "bpe", "unigram"])
     p.add_argument("--tmp-dir", default="/tmp")
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--results-dir", default=None, help="where the jsonl goes (default: benchmarks/results)")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if opts.child:
@@ -59,7 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
         child(corpus, out, int(cap), opts.kind)
         return {}
 
-    log(f"machine: {machine()}")
+    results = Results("tokenizer", opts.results_dir)
+    log(f"machine: {machine_line()}")
     docs, source = real_documents()
     log(f"documents: {len(docs)} from {source}")
     root = Path(tempfile.mkdtemp(prefix="mlm-tok-bench-", dir=opts.tmp_dir))
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result = {"kind": opts.kind, "runs": runs}
+    log(f"row in {results.write([result])}")
     print(json.dumps(result), flush=True)
     return result
 
