@@ -59,7 +59,7 @@ from mlm.options import (
     on_gpu,
     trainer_arguments,
 )
-from mlm.progress import EvaluationLines, at, fmt_value, run_output, say
+from mlm.progress import EvaluationLines, at, device_peak, fmt_value, run_output, say
 from mlm.progress import install as install_progress
 from mlm.run_record import (
     CorpusFacts,
@@ -663,8 +663,6 @@ def _train(
 ) -> tuple[Trainer, Any, _KeepBest | None, tuple[float, str]]:  # fmt: skip
     """Train with `Trainer`, a line per validation; with `metric_for_best_model`, end with the best
     evaluation's weights. Also returns the peak FLOP/s of one device (measured before training on a CPU)."""
-    from mlm.flops import device_peak_flops
-
     args = _training_args(cfg, scratch, len(train_tok), "validation" in evals_tok)
     keep_best = _KeepBest(cfg.metric_for_best_model) if cfg.metric_for_best_model else None
     destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
@@ -684,7 +682,7 @@ def _train(
     if "validation" in evals_tok:  # after keep_best, which decides what is best
         is_best = (lambda state: keep_best.step == state.global_step) if keep_best is not None else None
         trainer.add_callback(EvaluationLines(cfg.reported_metrics, is_best))
-    peak = device_peak_flops(args.device)  # once, before training, with the run's thread count
+    peak = device_peak(args.device)  # once, before training, with the run's thread count
     train_out = trainer.train()
     if keep_best is not None and keep_best.state is not None:
         trainer.model.load_state_dict(keep_best.state)

@@ -44,7 +44,7 @@ from mlm.options import (
     hardware,
     trainer_arguments,
 )
-from mlm.progress import fmt_value, run_output, say
+from mlm.progress import device_peak, fmt_value, run_output, say
 from mlm.progress import install as install_progress
 from mlm.run_record import (
     CorpusFacts,
@@ -494,7 +494,7 @@ def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
     if budget_s:
         trainer.add_callback(TimeBudget(budget_s, cfg.lr_scheduler_type, cfg.warmup_steps))
     run.flops_per_token = pretraining_flops_per_token(cfg, trainer.model, run.data.seq_len)
-    run.peak = device_peak(trainer.args)  # once, before training, with the run's thread count
+    run.peak = device_peak(trainer.args.device)  # once, before training, with the run's thread count
     install_progress(
         trainer,
         budget_s,
@@ -532,23 +532,14 @@ def pretraining_flops_per_token(cfg: PretrainConfig, model: torch.nn.Module, seq
     return model_flops_per_token(model.config, seq_len, rate if cfg.masked_only_head else 1.0)
 
 
-def device_peak(args: Any) -> tuple[float, str]:
-    """The peak FLOP/s of one of the run's devices and where it comes from (`mlm.flops.device_peak_flops`:
-    a datasheet for a known GPU, else a short matmul probe, run here once)."""
-    from mlm.flops import device_peak_flops
-
-    return device_peak_flops(args.device)
-
-
 def utilisation(run: PretrainRun, tokens_per_second: float) -> dict[str, Any]:
-    """The run's model FLOP utilisation at `tokens_per_second` (all processes together)."""
+    """The run's model FLOP utilisation at `tokens_per_second` (all processes together), against the peak
+    measured before training (none measured: {})."""
     from mlm.flops import utilisation as mfu
 
-    peak = run.peak if run.peak is not None else device_peak(run.trainer.args)
-    flops = run.flops_per_token
-    if flops is None:
-        flops = pretraining_flops_per_token(run.cfg, run.trainer.model, run.data.seq_len)
-    return mfu(flops, tokens_per_second, peak, devices=run.trainer.args.world_size)
+    if run.peak is None or run.flops_per_token is None:
+        return {}
+    return mfu(run.flops_per_token, tokens_per_second, run.peak, devices=run.trainer.args.world_size)
 
 
 # what the trackers (`report_to`) get at the end of a run, through the Trainer's log

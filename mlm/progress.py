@@ -37,6 +37,19 @@ def say(line: str) -> None:
     tqdm.write(line, file=sys.stdout)
 
 
+def device_peak(device: Any) -> tuple[float, str]:
+    """`mlm.flops.device_peak_flops(device)`: the peak FLOP/s of one device and where it comes from (a
+    datasheet for a known GPU, else a short matmul probe), for the MFU a run shows. Call it once, before
+    training; the probe's random matrices leave torch's random state as it was (the run's draws unchanged)."""
+    import torch
+
+    from mlm.flops import device_peak_flops
+
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return device_peak_flops(device)
+
+
 def fmt_value(value: Any) -> str:
     """A metric as the summaries print it: 0.812, 5.525, 250.9, 1.2e+03."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

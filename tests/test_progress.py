@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_finetune import checkpoint, config, task  # noqa: E402,F401  (module fixtures)
+from test_finetune import checkpoint, config, task  # noqa: E402,F401  (fixtures of finetune_inputs)
 from tiny_run import TINY, tiny_pretrain_config  # noqa: E402
 
 from mlm.cli import main  # noqa: E402
@@ -23,6 +23,12 @@ from mlm.model_card.text import fmt_share, fmt_utilisation  # noqa: E402
 from mlm.pretrain import pretrain  # noqa: E402
 
 NOISE = ("{'loss'", "'eval_loss'", "LOAD REPORT", "Writing model shards")
+
+
+@pytest.fixture(scope="module")
+def finetune_inputs(request) -> tuple[Path, dict[str, Path]]:
+    """test_finetune's tiny checkpoint and its sentiment task (train, validation, test files)."""
+    return request.getfixturevalue("checkpoint"), request.getfixturevalue("task")
 
 
 def bar_lines(err: str, label: str) -> list[str]:
@@ -72,10 +78,11 @@ def test_pretraining_from_python_prints_the_same_summary_and_no_log_dicts(
     assert not any(noise in stdout + err for noise in NOISE), (stdout + err)[-2000:]
 
 
-def test_finetune_command_prints_each_validation_and_what_it_made(checkpoint, task, tmp_path, capsys) -> None:  # noqa: F811
+def test_finetune_command_prints_each_validation_and_what_it_made(finetune_inputs, tmp_path, capsys) -> None:
+    model, data = finetune_inputs
     out = tmp_path / "cls"
-    args = ["finetune", "--model_name_or_path", checkpoint, "--train_file", task["train"], "--validation_file",
-            task["validation"], "--test_file", task["test"], "--output_dir", out, "--num_train_epochs", "3",
+    args = ["finetune", "--model_name_or_path", model, "--train_file", data["train"], "--validation_file",
+            data["validation"], "--test_file", data["test"], "--output_dir", out, "--num_train_epochs", "3",
             "--learning_rate", "2e-3", "--per_device_train_batch_size", "16", "--max_seq_length", "32",
             "--metric_for_best_model", "accuracy", "--use_cpu"]  # fmt: skip
     assert main([str(a) for a in args]) == 0
@@ -102,10 +109,11 @@ def test_finetune_command_prints_each_validation_and_what_it_made(checkpoint, ta
 
 
 def test_finetuning_from_python_labels_the_bar_and_prints_the_summary(
-    checkpoint, task, tmp_path, capsys
-) -> None:  # noqa: F811
+    finetune_inputs, tmp_path, capsys
+) -> None:
+    model, data = finetune_inputs
     out = tmp_path / "scratch"
-    finetune(config(checkpoint, out, task, from_scratch=True, disable_tqdm=False, save_model=False))
+    finetune(config(model, out, data, from_scratch=True, disable_tqdm=False, save_model=False))
     stdout, err = capsys.readouterr()
     lines = stdout.splitlines()
     assert [line.split(":")[0] for line in lines[:3]] == ["epoch 1", "epoch 2", "epoch 3"]
@@ -127,3 +135,14 @@ def test_share_of_peak_reads_as_a_percentage(share: float, text: str) -> None:
         == f"{text} of 4 x 989 TFLOP/s (table: H100 SXM)"
     )
     assert fmt_utilisation(None, 1e12) is None
+
+
+def test_the_peak_probe_leaves_the_random_state_as_it_was() -> None:
+    import torch
+
+    from mlm.progress import device_peak
+
+    before = torch.get_rng_state()
+    peak, source = device_peak("cpu")
+    assert peak > 0 and source.startswith("measured: ")
+    assert torch.equal(torch.get_rng_state(), before)
