@@ -46,12 +46,17 @@ def device_peak(device: Any) -> tuple[float, str]:
     from mlm.flops import device_peak_flops
 
     device = torch.device(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    cuda = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    with torch.random.fork_rng(devices=cuda):
         return device_peak_flops(device)
 
 
 def fmt_value(value: Any) -> str:
-    """A metric as the summaries print it: 0.812, 5.525, 250.9, 1.2e+03."""
+    """A metric as the summaries print it: 0.812, 5.525, 250.9, 1.235e+04; integers as 1,536."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int):
