@@ -443,9 +443,9 @@ def pack(cfg: PackConfig) -> dict:
             "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_dir),
         }
         write_step_metadata(tmp, STEP, config, inputs)
-    summary = ", ".join(f"{s} {v['blocks']} blocks" for s, v in per_split.items())
+    summary = ", ".join(f"{s} {v['blocks']:,} blocks" for s, v in per_split.items())
     print(
-        f"pack: {sum(stats['documents'].values())} documents, {total_tokens} tokens -> {summary} "
+        f"pack: {sum(stats['documents'].values()):,} documents, {total_tokens:,} tokens -> {summary} "
         f"of {cfg.max_seq_length} tokens ({seconds:.1f}s) -> {cfg.output_dir}"
     )
     return stats

@@ -434,8 +434,9 @@ def prepare(cfg: PrepareConfig) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
     split = f" ({got.split} over max_document_chars split)" if got.split else ""
     print(
-        f"prepare: {got.read} documents read{split} -> {len(keep)} kept ({dropped['too_short_dropped']} too "
-        f"short, {dropped['duplicates_dropped']} duplicates); train {stats['train_documents']}, validation "
-        f"{stats['validation_documents']}; {stats['characters'] / 1e6:.1f}M characters -> {cfg.output_dir}"
+        f"prepare: {got.read:,} documents read{split} -> {len(keep):,} kept ({dropped['too_short_dropped']:,} "
+        f"too short, {dropped['duplicates_dropped']:,} duplicates); train {stats['train_documents']:,}, "
+        f"validation {stats['validation_documents']:,}; {stats['characters'] / 1e6:.1f}M characters -> "
+        f"{cfg.output_dir}"
     )
     return stats

@@ -385,8 +385,9 @@ def train_tokenizer(cfg: TokenizerConfig):  # -> transformers.PreTrainedTokenize
         inputs = {"data_dir": folder_fingerprint(cfg.data_dir)} if cfg.data_dir else {"corpus": cfg.corpus}
         inputs.update(train_documents=seen["documents"], train_bytes=seen["bytes"])
         write_step_metadata(tmp, STEP, cfg, inputs, tokenizer_fingerprint=tokenizer_fingerprint(tmp))
+    size = f"{seen['bytes'] / 1e6:.1f} MB" if seen["bytes"] >= 1e6 else f"{seen['bytes'] / 1e3:.0f} kB"
     print(
-        f"tokenizer: {cfg.kind}, {len(hf_tok)} tokens ({stats['unused_tokens']} unused) from "
-        f"{seen['documents']} documents ({seen['bytes'] / 1e6:.1f} MB) -> {cfg.output_dir}"
+        f"tokenizer: {cfg.kind}, {len(hf_tok):,} tokens ({stats['unused_tokens']:,} unused) from "
+        f"{seen['documents']:,} documents ({size}) -> {cfg.output_dir}"
     )
     return hf_tok

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -58,6 +59,7 @@ from mlm.options import (
     on_gpu,
     trainer_arguments,
 )
+from mlm.progress import EvaluationLines, at, device_peak, fmt_value, run_output, say
 from mlm.progress import install as install_progress
 from mlm.run_record import (
     CorpusFacts,
@@ -494,7 +496,14 @@ def _training_args(
         max_steps=max_steps,
         fp16=fp16,
         bf16=bf16,
+        include_num_input_tokens_seen="all" if _counts_padding(cfg) else "non_padding",
     )
+
+
+def _counts_padding(cfg: FinetuneConfig) -> bool:
+    """Whether the tokens trained on are counted with their padding (`include_num_input_tokens_seen: all`,
+    as the user asked), rather than the non-padding ones (the default: throughput and MFU count those)."""
+    return cfg.include_num_input_tokens_seen in (True, "all")
 
 
 def _metric_fn(names: list[str], problem_type: str):
@@ -651,8 +660,9 @@ def _load_model(cfg: FinetuneConfig, label_names: list[str]) -> tuple[PreTrained
 def _train(
     cfg: FinetuneConfig, model: PreTrainedModel, tokenizer: Any, train_tok: datasets.Dataset,
     evals_tok: dict[str, datasets.Dataset], scratch: Path,
-) -> tuple[Trainer, Any, _KeepBest | None]:  # fmt: skip
-    """Train with `Trainer`; with `metric_for_best_model`, end with the best evaluation's weights."""
+) -> tuple[Trainer, Any, _KeepBest | None, tuple[float, str]]:  # fmt: skip
+    """Train with `Trainer`, a line per validation; with `metric_for_best_model`, end with the best
+    evaluation's weights. Also returns the peak FLOP/s of one device (measured before training on a CPU)."""
     args = _training_args(cfg, scratch, len(train_tok), "validation" in evals_tok)
     keep_best = _KeepBest(cfg.metric_for_best_model) if cfg.metric_for_best_model else None
     destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
@@ -668,11 +678,45 @@ def _train(
         compute_metrics=_metric_fn(cfg.reported_metrics, cfg.problem_type),
         callbacks=[c for c in (keep_best, tuner) if c],
     )
-    install_progress(trainer)
+    install_progress(trainer, label=f"fine-tune ({'from scratch' if cfg.from_scratch else 'pretrained'})")
+    if "validation" in evals_tok:  # after keep_best, which decides what is best
+        is_best = (lambda state: keep_best.step == state.global_step) if keep_best is not None else None
+        trainer.add_callback(EvaluationLines(cfg.reported_metrics, is_best))
+    peak = device_peak(args.device)  # once, before training, with the run's thread count
     train_out = trainer.train()
     if keep_best is not None and keep_best.state is not None:
         trainer.model.load_state_dict(keep_best.state)
-    return trainer, train_out, keep_best
+    return trainer, train_out, keep_best, peak
+
+
+def _speed(
+    cfg: FinetuneConfig,
+    trainer: Trainer,
+    train_tok: datasets.Dataset,
+    train_out: Any,
+    peak: tuple[float, str],
+) -> dict[str, Any]:
+    """Tokens trained on (the non-padding ones, unless `include_num_input_tokens_seen: all` counts the
+    padding too), tokens/s over the training time less the evaluations', and the model FLOP utilisation
+    (`mlm.flops.classifier_flops_per_token` at the token-weighted mean length of the training inputs, the
+    length the attention of a token spans)."""
+    from mlm.flops import classifier_flops_per_token, utilisation
+
+    history = trainer.state.log_history
+    evaluating = sum(h.get("eval_runtime", 0.0) for h in history if "eval_runtime" in h)
+    seconds = max(1e-9, train_out.metrics.get("train_runtime", 0.0) - evaluating)
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    lengths = np.array([len(ids) for ids in train_tok["input_ids"]], dtype=np.float64)
+    seq_len = max(1, round(float((lengths**2).sum() / lengths.sum()))) if lengths.sum() else 1
+    config = trainer.model.config
+    flops = classifier_flops_per_token(config, seq_len, config.num_labels)
+    return {
+        "train_tokens": tokens,
+        "train_tokens_counted": "padded" if _counts_padding(cfg) else "non-padding",
+        "train_tokens_per_second": tokens / seconds,
+        "train_seconds": seconds,
+        **utilisation(flops, tokens / seconds, peak, devices=trainer.args.world_size),
+    }
 
 
 def _training_results(
@@ -795,7 +839,7 @@ def finetune_record(
         tokenizer=base.tokenizer,
         model=_model_facts(cfg, model, base),
         objective=ObjectiveFacts() if cfg.from_scratch else base.objective,
-        training=_training_facts(cfg, trainer.args, results["train"]),
+        training=_training_facts(cfg, trainer.args, results),
         finetune=FinetuneFacts(
             data=specs,
             datasets=cfg.datasets,
@@ -832,7 +876,8 @@ def _model_facts(cfg: FinetuneConfig, model: PreTrainedModel, base: RunRecord) -
     )
 
 
-def _training_facts(cfg: FinetuneConfig, args: TrainingArguments, train: dict[str, Any]) -> TrainingFacts:
+def _training_facts(cfg: FinetuneConfig, args: TrainingArguments, results: dict[str, Any]) -> TrainingFacts:
+    train = results["train"]
     return TrainingFacts(
         steps=train["steps"],
         epochs=train["epochs"],
@@ -842,7 +887,16 @@ def _training_facts(cfg: FinetuneConfig, args: TrainingArguments, train: dict[st
         warmup=cfg.warmup_steps,
         hardware=describe_hardware(args.device.type == "cuda"),
         wall_time_s=train["runtime"],
+        tokens_seen=results.get("train_tokens"),
+        tokens_per_second=results.get("train_tokens_per_second"),
+        tokens_counted=results.get("train_tokens_counted"),
+        **{k: results.get(k) for k in SPEED_FACTS},
     )
+
+
+# the facts of `mlm.flops.utilisation` the run record keeps
+SPEED_FACTS = ("model_flops_per_token", "model_flops_per_second", "share_of_peak", "peak_flops", "peak_source",
+               "devices")  # fmt: skip
 
 
 def _scores(split_results: dict[str, Any]) -> dict[str, float]:
@@ -870,8 +924,14 @@ def _save(
 
 
 def finetune(cfg: FinetuneConfig) -> dict:
-    """Train and evaluate a classifier as `cfg` says; write `cfg.output_dir`; return the metrics dict."""
+    """Train and evaluate a classifier as `cfg` says; write `cfg.output_dir`; return the metrics dict. It
+    prints a line per validation and a summary of what it made at the end."""
     cfg.validate()
+    with run_output():
+        return _finetune(cfg)
+
+
+def _finetune(cfg: FinetuneConfig) -> dict:
     inputs = {k: getattr(cfg, k) for k in INPUTS}
     check_output(cfg.output_dir, STEP, inputs)  # before any data or model is read
     if cfg.push_to_hub:
@@ -887,15 +947,68 @@ def finetune(cfg: FinetuneConfig) -> dict:
         split: tokenize_split(ds, cfg, tokenizer, task.label_map) for split, ds in task.evals.items()
     }
     with output_folder(cfg.output_dir, STEP, inputs) as out:
-        trainer, train_out, keep_best = _train(cfg, model, tokenizer, train_tok, evals_tok, out / "_trainer")
+        trainer, train_out, keep_best, peak = _train(
+            cfg, model, tokenizer, train_tok, evals_tok, out / "_trainer"
+        )
         results = _training_results(cfg, task, train_tok, train_out, keep_best)
+        results.update(_speed(cfg, trainer, train_tok, train_out, peak))
+        trainer.log({k: results[k] for k in TRACKED if results.get(k) is not None})  # to the trackers
         results.update(_evaluate_splits(cfg, trainer, evals_tok, task.label_names, out))
         results["device"] = str(trainer.args.device)
         results["runtime"] = time.time() - started
         _save(cfg, out, trainer, tokenizer, results, task)
     if cfg.push_to_hub:
         results["hub_push_failures"] = _push(cfg)
+    if trainer.is_world_process_zero():
+        print_summary(cfg, results)
     return results
+
+
+# what the trackers (`report_to`) get at the end of training, through the Trainer's log
+TRACKED = ("train_tokens_per_second", "model_flops_per_token", "model_flops_per_second", "share_of_peak")
+
+
+def print_summary(cfg: FinetuneConfig, results: dict[str, Any]) -> None:
+    """What the run made, on stdout: its training (epochs, steps, tokens/s, MFU), the epoch kept, the test
+    metrics (else validation), the folder, and the command to share the model."""
+    from mlm.model_card.text import fmt_duration, fmt_utilisation
+
+    train = results["train"]
+    mfu = fmt_utilisation(results.get("share_of_peak"), results.get("peak_flops"), results.get("peak_source"),
+                          results.get("devices"))  # fmt: skip
+    what = "from scratch" if cfg.from_scratch else "pretrained"
+    lines = [
+        f"fine-tune ({what}): {train['epochs'] or 0:.3g} epochs, {train['steps']:,} steps in "
+        f"{fmt_duration(train['runtime'] or 0)}: {results['train_tokens_per_second']:,.0f} tokens/s "
+        f"({results['train_tokens_counted']})" + (f", MFU {mfu}" if mfu else "")
+    ]
+    best = results.get("best")
+    if best and best.get("step") is not None:
+        lines.append(
+            f"  kept: {at(best['step'], best['epoch'])} (best validation {best['metric']} {fmt_value(best['value'])})"
+        )
+    elif results.get("validation"):
+        lines.append(f"  kept: the last {'epoch' if cfg.eval_strategy == 'epoch' else 'step'} "
+                     "(metric_for_best_model keeps the best one)")  # fmt: skip
+    for split in ("test", "validation"):
+        scores = results.get(split)
+        if scores:
+            names = [*cfg.reported_metrics, "loss"]
+            values = ", ".join(f"{m} {fmt_value(scores[m])}" for m in names if scores.get(m) is not None)
+            lines.append(f"  {split}: {values} ({scores['samples']:,} examples)")
+            break
+    if cfg.save_model:
+        lines.append(f"  model: {cfg.output_dir}")
+        if cfg.push_to_hub and not results.get("hub_push_failures"):
+            lines.append(f"  on the Hub: {cfg.hub_model_id}")
+        else:
+            lines.append(f"  share it: mlm push {shlex.quote(str(cfg.output_dir))} your-name/REPO")
+    else:
+        lines.append(
+            f"  metrics: {Path(cfg.output_dir) / 'metrics.json'} (no model saved: save_model is false)"
+        )
+    for line in lines:
+        say(line)
 
 
 def _push(cfg: FinetuneConfig) -> list[str]:

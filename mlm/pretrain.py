@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -44,6 +45,7 @@ from mlm.options import (
     hardware,
     trainer_arguments,
 )
+from mlm.progress import device_peak, fmt_value, run_output, say
 from mlm.progress import install as install_progress
 from mlm.run_record import (
     CorpusFacts,
@@ -225,22 +227,34 @@ class PretrainRun:
     resume_from: str | None
     global_batch: int
     hub_callback: Any = None
+    flops_per_token: float | None = None  # model FLOPs per trained token (`mlm.flops`)
+    peak: tuple[float, str] | None = None  # one device's peak FLOP/s and where it comes from
 
 
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
-    """Pretrain an encoder on packed blocks; returns the final metrics (also in output_dir/metrics.json)."""
+    """Pretrain an encoder on packed blocks; returns the final metrics (also in output_dir/metrics.json) and
+    prints a summary of them, with where the model is and how to try and share it."""
     cfg.validate()
-    data = load_data(cfg)
-    inputs = _inputs(cfg, data)
-    check_output(Path(cfg.output_dir) / FINAL_DIR, PRETRAIN_STEP, inputs)
-    check_resume(cfg, data)
-    with output_folder(
-        cfg.output_dir, PRETRAIN_STEP, inputs, in_place=True, own=_only_checkpoints, config=config_values(cfg)
-    ):
-        run = build_run(cfg, data)
-        started = time.perf_counter()
-        train_out = train(run)
-        return save_outputs(run, train_out, time.perf_counter() - started)
+    with run_output():
+        data = load_data(cfg)
+        inputs = _inputs(cfg, data)
+        check_output(Path(cfg.output_dir) / FINAL_DIR, PRETRAIN_STEP, inputs)
+        check_resume(cfg, data)
+        with output_folder(
+            cfg.output_dir,
+            PRETRAIN_STEP,
+            inputs,
+            in_place=True,
+            own=_only_checkpoints,
+            config=config_values(cfg),
+        ):
+            run = build_run(cfg, data)
+            started = time.perf_counter()
+            train_out = train(run)
+            metrics = save_outputs(run, train_out, time.perf_counter() - started)
+    if run.trainer.is_world_process_zero():
+        print_summary(run, metrics)
+    return metrics
 
 
 def build_pretraining(cfg: PretrainConfig) -> PretrainRun:
@@ -483,7 +497,16 @@ def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
     budget_s = cfg.max_time_minutes * 60 if cfg.max_time_minutes else None
     if budget_s:
         trainer.add_callback(TimeBudget(budget_s, cfg.lr_scheduler_type, cfg.warmup_steps))
-    install_progress(trainer, budget_s, tokens_per_step=run.global_batch * run.data.seq_len)
+    run.flops_per_token = pretraining_flops_per_token(cfg, trainer.model, run.data.seq_len)
+    run.peak = device_peak(trainer.args.device)  # once, before training, with the run's thread count
+    install_progress(
+        trainer,
+        budget_s,
+        tokens_per_step=run.global_batch * run.data.seq_len,
+        label="pretrain",
+        flops_per_token=run.flops_per_token,
+        peak_flops=run.peak[0] * trainer.args.world_size,
+    )
     if cfg.push_to_hub:
         from mlm.hub import HubPushCallback
 
@@ -497,11 +520,43 @@ def _add_callbacks(run: PretrainRun, keep: int | None, data_start: int) -> None:
     )
 
 
+def pretraining_flops_per_token(cfg: PretrainConfig, model: torch.nn.Module, seq_len: int) -> float:
+    """Model FLOPs per trained token (`mlm.flops.model_flops_per_token`): the MLM head scores the masked
+    share of the positions (`mlm_probability`, the mean rate when it moves to `mlm_probability_final`) with
+    the masked-only head or ModernBERT's sparse prediction, every position with the full head; ELECTRA's
+    generator (`model.generator`) scores the masked positions only, its discriminator every one."""
+    from mlm.flops import model_flops_per_token
+
+    rate = cfg.mlm_probability
+    if cfg.mlm_probability_final is not None:
+        rate = (cfg.mlm_probability + cfg.mlm_probability_final) / 2
+    generator = getattr(model, "generator", None)
+    if generator is not None:
+        return model_flops_per_token(model.config, seq_len, rate, generator_config=generator.config)
+    return model_flops_per_token(model.config, seq_len, rate if cfg.masked_only_head else 1.0)
+
+
+def utilisation(run: PretrainRun, tokens_per_second: float) -> dict[str, Any]:
+    """The run's model FLOP utilisation at `tokens_per_second` (all processes together), against the peak
+    measured before training (none measured: {})."""
+    from mlm.flops import utilisation as mfu
+
+    if run.peak is None or run.flops_per_token is None:
+        return {}
+    return mfu(run.flops_per_token, tokens_per_second, run.peak, devices=run.trainer.args.world_size)
+
+
+# what the trackers (`report_to`) get at the end of a run, through the Trainer's log
+TRACKED = ("train_tokens_per_second", "model_flops_per_token", "model_flops_per_second", "share_of_peak")
+
+
 def save_outputs(run: PretrainRun, train_out: Any, wall: float) -> dict[str, Any]:
-    """Final evaluation, `final/` (the objective's export, run record, card), metrics.json, Hub push."""
+    """Final evaluation, `final/` (the objective's export, run record, card), metrics.json, Hub push. The
+    throughput and MFU go to the Trainer's log (its trackers, log_history.json) too."""
     cfg, trainer = run.cfg, run.trainer
     final_eval = trainer.evaluate() if trainer.eval_dataset is not None else {}
     metrics = _final_metrics(run, train_out, final_eval, wall)
+    trainer.log({k: metrics[k] for k in TRACKED if metrics.get(k) is not None})
     out = Path(cfg.output_dir)
     # FSDP and DeepSpeed gather the full weights with every process taking part; only the main one writes
     gathered = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
@@ -521,7 +576,7 @@ def _write_final(
     """The main process: `final/`, the loss history and plot, the Hub push, metrics.json."""
     cfg, trainer = run.cfg, run.trainer
     out = Path(cfg.output_dir)
-    record = run_record(run, trainer.state.global_step, final_eval, wall)
+    record = run_record(run, trainer.state.global_step, final_eval, wall, speed=metrics)
     with output_folder(out / FINAL_DIR, PRETRAIN_STEP, _inputs(cfg, run.data), main=True) as tmp:
         if staging is not None:
             for f in staging.iterdir():
@@ -552,24 +607,113 @@ def _final_metrics(run: PretrainRun, train_out: Any, final_eval: dict, wall: flo
 
     steps = trainer.state.global_step
     train_time = max(1e-9, train_out.metrics.get("train_runtime", wall) - trainer.eval_seconds)
+    tokens_per_second = (steps - resumed_step(run.resume_from)) * tokens_per_step / train_time
     return {
         **run.objective.summary(final_eval),
         "train_loss": train_out.training_loss,
         "steps": steps,
         "tokens_seen": steps * tokens_per_step,
-        "train_tokens_per_second": (steps - resumed_step(run.resume_from)) * tokens_per_step / train_time,
+        "train_tokens_per_second": tokens_per_second,
         "train_seconds": train_time,
         "wall_seconds": wall,
         "parameters": count_parameters(trainer.model),
         "resumed_from": run.resume_from,
+        **utilisation(run, tokens_per_second),
     }
 
 
-def run_record(run: PretrainRun, steps: int, eval_metrics: dict, wall_s: float) -> RunRecord:
-    """What the model card and reports say about this run at `steps` (never a secret or a local path)."""
+def print_summary(run: PretrainRun, metrics: dict[str, Any]) -> None:
+    """What the run made, on stdout: the final validation metrics (the objective's `summary`), tokens seen,
+    tokens/s and MFU, the model's folder, and the commands to try it and to share it."""
+    from mlm.model_card.text import fmt_duration, fmt_utilisation
+
+    final = Path(run.cfg.output_dir) / FINAL_DIR
+    speed = f"{metrics['train_tokens_per_second']:,.0f} tokens/s"
+    mfu = fmt_utilisation(metrics.get("share_of_peak"), metrics.get("peak_flops"), metrics.get("peak_source"),
+                          metrics.get("devices"))  # fmt: skip
+    lines = [
+        f"pretrain: {metrics['steps']:,} steps, {metrics['tokens_seen']:,} tokens seen in "
+        f"{fmt_duration(metrics['wall_seconds'])}: {speed}" + (f", MFU {mfu}" if mfu else "")
+    ]
+    scores = {k: metrics[k] for k in run.objective.summary({}) if metrics.get(k) is not None}
+    if scores:
+        values = ", ".join(
+            f"{k.removeprefix('eval_').replace('_', ' ')} {fmt_value(v)}" for k, v in scores.items()
+        )
+        lines.append(f"  validation: {values}")
+    lines.append(f"  model: {final}")
+    fill = _fill_mask_folder(run, final)
+    if fill is not None:
+        lines.append(
+            f"  try it: mlm fill-mask {shlex.quote(str(fill))} {shlex.quote(_fill_mask_example(run))}"
+        )
+    lines.append(f"  share it: mlm push {shlex.quote(str(final))} your-name/REPO")
+    for line in lines:
+        say(line)
+
+
+def _fill_mask_folder(run: PretrainRun, final: Path) -> Path | None:
+    """The folder `mlm fill-mask` takes: `final/` when it is a masked LM, else its `generator/` (ELECTRA)."""
+    if run.objective.card_facts().pipeline_tag == "fill-mask":
+        return final
+    from mlm.objectives.electra import GENERATOR_DIR
+
+    return final / GENERATOR_DIR if (final / GENERATOR_DIR).is_dir() else None
+
+
+def _fill_mask_example(run: PretrainRun, words: int = 10) -> str:
+    """A text to try `fill-mask` on: up to `words` words of the first validation (else training) block, the
+    middle one replaced by the mask token; `... [MASK] ...` when the block has no 3 words in a row."""
+    tok = run.data.tokenizer
+    mask = tok.mask_token or "[MASK]"
+    split = "validation" if len(run.data.splits.get("validation", [])) else "train"
+    try:
+        row = run.data.splits[split][0]
+        ids, starts = list(row["input_ids"]), list(row.get("word_start") or [])
+    except (KeyError, IndexError, TypeError):
+        return f"... {mask} ..."
+    stretch = max(_word_stretches(ids, starts, set(tok.all_special_ids)), key=len, default=[])[:words]
+    if len(stretch) < 3:
+        return f"... {mask} ..."
+    middle = len(stretch) // 2
+    before = tok.decode([ids[i] for word in stretch[:middle] for i in word]).strip()
+    after = tok.decode([ids[i] for word in stretch[middle + 1 :] for i in word]).strip()
+    return " ".join(part for part in (before, mask, after) if part)
+
+
+def _word_stretches(ids: list[int], starts: list[int], special: set[int]) -> list[list[list[int]]]:
+    """The runs of words between special tokens, each word the positions of its tokens (a word starts where
+    `word_start` says, or every token when the block has no word starts)."""
+    stretches: list[list[list[int]]] = []
+    words: list[list[int]] = []
+    for i, token in enumerate(ids):
+        if token in special:
+            if words:
+                stretches.append(words)
+            words = []
+        elif not words or i >= len(starts) or starts[i]:
+            words.append([i])
+        else:
+            words[-1].append(i)
+    if words:
+        stretches.append(words)
+    return stretches
+
+
+def run_record(
+    run: PretrainRun, steps: int, eval_metrics: dict, wall_s: float, speed: dict | None = None
+) -> RunRecord:
+    """What the model card and reports say about this run at `steps` (never a secret or a local path).
+    `speed`: the run's `train_tokens_per_second` and MFU (`utilisation`); without it (a checkpoint), the
+    rate of the steps since this session started over `wall_s` less the time spent evaluating."""
     from mlm.modeling import count_parameters
 
     cfg, mc, seq_len = run.cfg, run.trainer.model.config, run.data.seq_len
+    if speed is None:
+        trained = (steps - resumed_step(run.resume_from)) * run.global_batch * seq_len
+        seconds = wall_s - run.trainer.eval_seconds
+        rate = trained / seconds if trained > 0 and seconds > 0 else None
+        speed = {"train_tokens_per_second": rate, **(utilisation(run, rate) if rate else {})}
     return RunRecord(
         kind="pretrain",
         repo_id=cfg.hub_model_id,
@@ -602,9 +746,16 @@ def run_record(run: PretrainRun, steps: int, eval_metrics: dict, wall_s: float) 
             warmup=cfg.warmup_steps,
             hardware=hardware(cfg),
             wall_time_s=round(wall_s, 1),
+            tokens_per_second=speed.get("train_tokens_per_second"),
+            **{k: speed.get(k) for k in SPEED_FACTS},
         ),
         eval={k: v for k, v in run.objective.summary(eval_metrics).items() if v is not None},
     )
+
+
+# the facts of `mlm.flops.utilisation` the run record keeps
+SPEED_FACTS = ("model_flops_per_token", "model_flops_per_second", "share_of_peak", "peak_flops", "peak_source",
+               "devices")  # fmt: skip
 
 
 def _corpus_facts(cfg: PretrainConfig, pack_meta: dict) -> CorpusFacts:

@@ -1,29 +1,91 @@
-"""What a user sees while training: one progress bar with rate and ETA (under a time budget: elapsed of the
-budget and tokens/s), the newest loss on it rather than a printed dict per log, and the libraries' own output
-(load reports, `Map` bars) kept out of the way unless `mlm --verbose`. `mlm --quiet` hides the bars.
+"""What a user sees while training: one progress bar labelled with what it trains, with rate and ETA (under a
+time budget: elapsed of the budget), tokens/s and the model FLOP utilisation (MFU), the newest loss on it rather
+than a printed dict per log; one line per evaluation of a fine-tuning run; a summary of what the run made at
+the end (`say`). The libraries' own output (load reports, `Map` bars, the Trainer's log dicts) stays out of the
+way unless asked for (`mlm --verbose`, `data_prep.progress.configure(verbose=True)`), from the command line
+and from Python alike. `mlm --quiet` hides the bars.
 
 The settings are `data_prep.progress`'s (`configure(quiet=..., verbose=...)`), shared with the data steps."""
 
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from transformers import PrinterCallback, ProgressCallback
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
-from data_prep.progress import bar, quiet, verbose
+from data_prep import progress as _settings
+from data_prep.progress import bar, quiet
+from mlm.model_card.text import fmt_share
+
+
+def show_library_output() -> bool:
+    """Whether the libraries' own output (the Trainer's log dicts, load reports, their bars) is shown: only
+    when asked for (`mlm --verbose`, `configure(verbose=True)`). `data_prep.progress.verbose()` also says yes
+    when nothing was configured, as the libraries do; a training run called from Python stays tidy."""
+    return _settings._SETTINGS["verbose"] is True
+
+
+def say(line: str) -> None:
+    """Print a line of what a run did or made, on stdout, above any progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+
+
+def device_peak(device: Any) -> tuple[float, str]:
+    """`mlm.flops.device_peak_flops(device)`: the peak FLOP/s of one device and where it comes from (a
+    datasheet for a known GPU, else a short matmul probe), for the MFU a run shows. Call it once, before
+    training; the probe's random matrices leave torch's random state as it was (the run's draws unchanged)."""
+    import torch
+
+    from mlm.flops import device_peak_flops
+
+    device = torch.device(device)
+    cuda = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    with torch.random.fork_rng(devices=cuda):
+        return device_peak_flops(device)
+
+
+def fmt_value(value: Any) -> str:
+    """A metric as the summaries print it: 0.812, 5.525, 250.9, 1.235e+04; integers as 1,536."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.4g}"
 
 
 class StepProgress(ProgressCallback):
-    """The Trainer's progress bar. With `budget_s` (pretraining under `max_time_minutes`) it counts seconds
-    of the budget, not steps of a bound never reached, and shows tokens/s; logs go on the bar as a postfix
-    (printed as dicts only when verbose); `show=False` shows no bar (`disable_tqdm`, `--quiet`)."""
+    """The Trainer's progress bar, labelled with what it trains (`label`: "pretrain", "fine-tune (pretrained)").
+    With `budget_s` (pretraining under `max_time_minutes`) it counts seconds of the budget, not steps of a
+    bound never reached. With `tokens_per_step` it shows tokens/s, and with `flops_per_token` and
+    `peak_flops` (the peak of all devices together) the share of that peak the model's FLOPs reach (`MFU`).
+    The newest loss goes on the bar as a postfix (the log dicts are printed only when asked for:
+    `show_library_output`); `show=False` shows no bar (`disable_tqdm`, `--quiet`)."""
 
-    def __init__(self, show: bool = True, budget_s: float | None = None, tokens_per_step: int | None = None):
+    def __init__(
+        self,
+        show: bool = True,
+        budget_s: float | None = None,
+        tokens_per_step: int | None = None,
+        label: str | None = None,
+        flops_per_token: float | None = None,
+        peak_flops: float | None = None,
+    ):
         super().__init__()
         self.show, self.budget_s, self.tokens_per_step = show, budget_s, tokens_per_step
+        self.label, self.flops_per_token, self.peak_flops = label, flops_per_token, peak_flops
         self.started = 0.0
         self.first_step = 0
         self.postfix: dict[str, str] = {}
@@ -33,29 +95,38 @@ class StepProgress(ProgressCallback):
         if not (self.show and state.is_world_process_zero):
             return
         if self.budget_s is None:
-            return super().on_train_begin(args, state, control, **kwargs)
+            self.training_bar = bar(total=state.max_steps, desc=self.label or "")
+            self.training_bar.update(state.global_step)  # a resumed run starts where it stopped
+            self.current_step = state.global_step
+            return
         fmt = "{l_bar}{bar}| {n:.0f}/{total:.0f} s of the time budget [{elapsed}<{remaining}{postfix}]"
-        self.training_bar = bar(total=round(self.budget_s), desc="pretrain", bar_format=fmt)
+        self.training_bar = bar(total=round(self.budget_s), desc=self.label or "pretrain", bar_format=fmt)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.training_bar is None:
             return
-        if self.budget_s is None:
-            return super().on_step_end(args, state, control, **kwargs)
         elapsed = time.perf_counter() - self.started
-        self.training_bar.update(min(elapsed, self.budget_s) - self.training_bar.n)
+        if self.budget_s is None:
+            self.training_bar.update(state.global_step - self.current_step)
+            self.current_step = state.global_step
+        else:
+            self.training_bar.update(min(elapsed, self.budget_s) - self.training_bar.n)
         if self.tokens_per_step:
             rate = (state.global_step - self.first_step) * self.tokens_per_step / max(elapsed, 1e-9)
             self.postfix["tokens/s"] = f"{rate:,.0f}"
-        self.postfix["step"] = str(state.global_step)
-        self.training_bar.set_postfix(self.postfix, refresh=False)
+            if self.flops_per_token and self.peak_flops:
+                self.postfix["MFU"] = fmt_share(rate * self.flops_per_token / self.peak_flops)
+        if self.budget_s is not None:
+            self.postfix["step"] = str(state.global_step)
+        if self.postfix:
+            self.training_bar.set_postfix(self.postfix, refresh=False)
 
     def on_prediction_step(self, args, state, control, **kwargs):
-        if self.show and verbose():
+        if self.show and show_library_output():
             super().on_prediction_step(args, state, control, **kwargs)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if verbose():
+        if show_library_output():
             if self.training_bar is not None:
                 return super().on_log(args, state, control, logs=logs, **kwargs)
             return PrinterCallback().on_log(args, state, control, logs=dict(logs or {}), **kwargs)
@@ -69,12 +140,58 @@ class StepProgress(ProgressCallback):
             self.training_bar = None
 
 
-def install(trainer: Any, budget_s: float | None = None, tokens_per_step: int | None = None) -> None:
-    """Put a `StepProgress` in place of the Trainer's own progress (or printer) callback."""
+def install(
+    trainer: Any,
+    budget_s: float | None = None,
+    tokens_per_step: int | None = None,
+    label: str | None = None,
+    flops_per_token: float | None = None,
+    peak_flops: float | None = None,
+) -> StepProgress:
+    """Put a `StepProgress` in place of the Trainer's own progress (or printer) callback; returns it."""
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     show = not (trainer.args.disable_tqdm or quiet())
-    trainer.add_callback(StepProgress(show, budget_s, tokens_per_step))
+    progress = StepProgress(show, budget_s, tokens_per_step, label, flops_per_token, peak_flops)
+    trainer.add_callback(progress)
+    return progress
+
+
+class EvaluationLines(TrainerCallback):
+    """One line per evaluation during training, above the bar: `epoch 2: validation accuracy 0.812,
+    f1_macro 0.790, loss 0.412 (best)`. `metrics`: the names to show, in order (the Trainer's `eval_` prefix
+    left out), then the loss; `is_best(state)`: whether this evaluation is the best so far (the one kept)."""
+
+    def __init__(
+        self, metrics: list[str], is_best: Callable[[Any], bool] | None = None, split: str = "validation"
+    ) -> None:
+        self.metrics, self.is_best, self.split = list(metrics), is_best, split
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero or not metrics:
+            return
+        names = [*self.metrics, *([] if "loss" in self.metrics else ["loss"])]
+        values = [
+            f"{name} {fmt_value(metrics[f'eval_{name}'])}" for name in names if f"eval_{name}" in metrics
+        ]
+        best = " (best)" if self.is_best is not None and self.is_best(state) else ""
+        say(f"{at(state.global_step, state.epoch)}: {self.split} {', '.join(values)}{best}")
+
+
+def at(step: int, epoch: float | None) -> str:
+    """`epoch 2` at the end of an epoch, else `step 50 (epoch 1.28)`."""
+    epoch = epoch or 0.0
+    if abs(epoch - round(epoch)) < 1e-6 and round(epoch) > 0:
+        return f"epoch {round(epoch)}"
+    return f"step {step} (epoch {epoch:.2f})"
+
+
+@contextlib.contextmanager
+def run_output() -> Iterator[None]:
+    """What a training run shows, from the `mlm` command or from Python: the libraries kept quiet (no load
+    reports, no `Map` or shard-writing bars) unless asked for (`show_library_output`)."""
+    with library_output(verbose=show_library_output()):
+        yield
 
 
 @contextlib.contextmanager

@@ -111,6 +111,17 @@ class TrainingFacts:
     warmup: float | None = None
     hardware: str | None = None
     wall_time_s: float | None = None
+    # throughput and model FLOP utilisation (`mlm.flops.utilisation`): tokens/s (fine-tuning counts the
+    # non-padding tokens, `tokens_counted` says so), model FLOPs per token and per second, their share of the
+    # peak of `devices` devices, and where the peak comes from ("table: H100 SXM", "measured: 2 threads")
+    tokens_per_second: float | None = None
+    tokens_counted: str | None = None
+    model_flops_per_token: float | None = None
+    model_flops_per_second: float | None = None
+    share_of_peak: float | None = None
+    peak_flops: float | None = None
+    peak_source: str | None = None
+    devices: int | None = None
 
 
 @dataclass

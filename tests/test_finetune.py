@@ -593,3 +593,29 @@ def test_max_seq_length_defaults_to_what_the_tokenizer_was_saved_with(checkpoint
     tok.model_max_length = int(1e30)  # the tokenizer's "no limit": the model's 64 positions
     tok.save_pretrained(model)
     assert finetune(replace(cfg, output_dir=str(tmp_path / "out2")))["max_seq_length"] == 64
+
+
+def test_metrics_report_tokens_per_second_and_model_flop_utilisation(run, checkpoint, task) -> None:
+    """Fine-tuning counts the non-padding tokens it trains on (every epoch sees each text once), and reports
+    the classifier's model FLOPs per token (at the token-weighted mean input length), tokens/s and MFU."""
+    from mlm.flops import classifier_flops_per_token
+
+    out, result = run
+    written = json.loads((out / "metrics.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    texts = [row["text"] for row in csv.DictReader(task["train"].read_text(encoding="utf-8").splitlines())]
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=32)["input_ids"]]
+    assert written["train_tokens_counted"] == "non-padding"
+    assert written["train_tokens"] == 3 * sum(lengths)  # 3 epochs
+    seq_len = round(sum(n * n for n in lengths) / sum(lengths))
+    expected = classifier_flops_per_token(AutoConfig.from_pretrained(out), seq_len, 2)
+    assert written["model_flops_per_token"] == pytest.approx(expected)
+    assert written["train_tokens_per_second"] == pytest.approx(
+        written["train_tokens"] / written["train_seconds"]
+    )
+    assert written["model_flops_per_second"] == pytest.approx(written["train_tokens_per_second"] * expected)
+    assert 0 < written["share_of_peak"] < 1 and written["peak_source"].startswith("measured: ")
+    training = json.loads((out / "run_info.json").read_text())["training"]
+    assert training["tokens_seen"] == written["train_tokens"] and training["tokens_counted"] == "non-padding"
+    assert training["share_of_peak"] == written["share_of_peak"]
+    assert "tokens/s (non-padding tokens)" in (out / "README.md").read_text()

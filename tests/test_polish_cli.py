@@ -20,8 +20,8 @@ from mlm.pretrain import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 BAR = re.compile(
-    r"(\d+)%\|[^|\r\n]*\| [^\r\n]*\[\d\d:\d\d<\d\d:\d\d, +[\d.]+ ?\w*/s(, [^\]\r\n]*)?\]"
-)  # count, elapsed<ETA, rate (then what the bar shows besides, e.g. the loss)
+    r"(\d+)%\|[^|\r\n]*\| [^\r\n]*\[\d\d:\d\d<\d\d:\d\d, +[\d.]+ ?(?:\w*/s|s/\w+)(, [^\]\r\n]*)?\]"
+)  # count, elapsed<ETA, rate (2.5it/s, or 1.6s/it when slow), then what the bar shows besides (the loss)
 
 
 def help_text(command: str, capsys) -> str:

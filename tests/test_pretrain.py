@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, TrainerCallback, pipeline
 
 from data_prep.errors import UserError
-from mlm.pretrain import pretrain
+from mlm.pretrain import PretrainConfig, pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_run import TINY  # noqa: E402
@@ -160,3 +160,61 @@ def test_learning_rate_left_out_follows_the_blocks_and_the_start(options, expect
     cfg.validate()
     given = options.get("learning_rate")
     assert cfg.learning_rate == (float(given) if given else None), "validation writes nothing back"
+
+
+def test_metrics_record_card_and_trackers_state_the_model_flop_utilisation(pretrained):
+    """metrics.json has the model FLOPs per token of `mlm.flops` for this model and sequence length (the
+    masked-only head scores the masked share, mlm_probability), FLOP/s = tokens/s x FLOPs per token, and
+    their share of the peak; run_info.json, the card and the Trainer's log (the trackers) state them."""
+    from transformers import AutoConfig
+
+    from mlm.flops import model_flops_per_token
+
+    out, metrics = pretrained
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == metrics
+    config = AutoConfig.from_pretrained(out / "final")
+    expected = model_flops_per_token(config, 32, scored_fraction=PretrainConfig.mlm_probability)  # 0.15
+    assert written["model_flops_per_token"] == pytest.approx(expected)
+    tokens_per_second = written["train_tokens_per_second"]
+    assert written["model_flops_per_second"] == pytest.approx(tokens_per_second * expected)
+    assert written["peak_flops"] > 0 and written["peak_source"].startswith("measured: ")  # a CPU: probed
+    assert written["share_of_peak"] == pytest.approx(
+        written["model_flops_per_second"] / written["peak_flops"]
+    )
+    assert 0 < written["share_of_peak"] < 1 and written["devices"] == 1
+    training = json.loads((out / "final" / "run_info.json").read_text())["training"]
+    for key in (
+        "model_flops_per_token",
+        "model_flops_per_second",
+        "share_of_peak",
+        "peak_flops",
+        "peak_source",
+    ):
+        assert training[key] == written[key], key
+    assert training["tokens_per_second"] == tokens_per_second
+    card = (out / "final" / "README.md").read_text()
+    assert f"- Throughput: {tokens_per_second:,.0f} tokens/s" in card
+    assert "- Model FLOP utilisation (MFU): " in card and "(measured: " in card
+    logged = json.loads((out / "log_history.json").read_text())[-1]  # the trackers get what the log gets
+    assert logged["share_of_peak"] == written["share_of_peak"] and logged["step"] == written["steps"]
+
+
+@pytest.mark.parametrize(
+    "options, scored",
+    [({"masked_only_head": False}, "all"), ({"objective": "electra"}, "masked"),
+     ({"architecture": "modernbert"}, "masked")],
+)  # fmt: skip
+def test_model_flops_per_token_follow_the_head_and_the_objective(packed_dir, tmp_path, options, scored):
+    """The full head scores every position; ELECTRA's generator (its own config) the masked ones."""
+    from mlm.flops import model_flops_per_token
+    from mlm.pretrain import build_pretraining
+
+    cfg = _cfg(packed_dir, tmp_path / "p", **options)
+    run = build_pretraining(cfg)
+    model = run.trainer.model
+    fraction = 1.0 if scored == "all" else cfg.mlm_probability
+    generator = model.generator.config if options.get("objective") == "electra" else None
+    expected = model_flops_per_token(model.config, 32, fraction, generator_config=generator)
+    assert run.flops_per_token == pytest.approx(expected)
+    assert run.peak[0] > 0

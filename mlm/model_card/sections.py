@@ -12,6 +12,7 @@ from mlm.model_card.text import (
     code,
     fmt,
     fmt_duration,
+    fmt_utilisation,
     humanize,
     known,
     metric_items,
@@ -98,8 +99,25 @@ def training(ctx: CardContext) -> list[str]:
             *objective_facts,
             ("Hardware", t.hardware),
             ("Wall time", fmt_duration(t.wall_time_s) if known(t.wall_time_s) else None),
+            ("Throughput", _throughput(t)),
+            (
+                "Model FLOPs per token",
+                number(round(t.model_flops_per_token)) if known(t.model_flops_per_token) else None,
+            ),
+            (
+                "Model FLOP utilisation (MFU)",
+                fmt_utilisation(t.share_of_peak, t.peak_flops, t.peak_source, t.devices),
+            ),
         ]
     )
+
+
+def _throughput(t) -> str | None:
+    """`1,234 tokens/s`, or `1,234 tokens/s (non-padding tokens)` when fine-tuning counted those."""
+    if not known(t.tokens_per_second):
+        return None
+    counted = f" ({t.tokens_counted} tokens)" if known(t.tokens_counted) else ""
+    return f"{t.tokens_per_second:,.0f} tokens/s{counted}"
 
 
 def _schedule(ctx: CardContext) -> str | None:

@@ -90,3 +90,36 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def fmt_flops(flops_per_second: float) -> str:
+    """`25.3 GFLOP/s`, `989 TFLOP/s`: FLOP/s with an SI prefix and 3 significant digits."""
+    value = float(flops_per_second)
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}FLOP/s"
+    return f"{value:.3g} FLOP/s"
+
+
+def fmt_share(share: float) -> str:
+    """A share of the peak as a percentage: `31%`, `3.2%`, `0.41%`."""
+    percent = 100 * float(share)
+    if percent >= 10:
+        return f"{percent:.0f}%"
+    if percent >= 1:
+        return f"{percent:.1f}%"
+    return f"{percent:.2g}%"
+
+
+def fmt_utilisation(
+    share: float | None, peak_flops: float | None, source: str | None = None, devices: int | None = None
+) -> str | None:
+    """`31% of 989 TFLOP/s (table: H100 SXM)`, `2.1% of 4 x 25.3 GFLOP/s (measured: 2 threads)`; None
+    when the share is not known."""
+    if not known(share):
+        return None
+    text = fmt_share(share)
+    if known(peak_flops):
+        times = f"{devices} x " if devices and devices > 1 else ""
+        text += f" of {times}{fmt_flops(peak_flops)}"
+    return text + (f" ({source})" if known(source) else "")
