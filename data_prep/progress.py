@@ -38,9 +38,9 @@ def quiet() -> bool:
 
 
 def verbose() -> bool:
-    """Whether the libraries' own output (the Trainer's log dicts, ...) is shown: yes, as the libraries do,
-    unless `configure(verbose=False)` (the `mlm` command without --verbose)."""
-    return _SETTINGS["verbose"] is not False
+    """Whether the libraries' own output (the Trainer's log dicts, load reports, their bars) is shown: only
+    when asked for (`mlm --verbose`, `configure(verbose=True)`), from the command line and from Python."""
+    return _SETTINGS["verbose"] is True
 
 
 def bar(

@@ -18,16 +18,8 @@ from typing import Any
 
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
-from data_prep import progress as _settings
-from data_prep.progress import bar, quiet
+from data_prep.progress import bar, quiet, verbose
 from mlm.model_card.text import fmt_share
-
-
-def show_library_output() -> bool:
-    """Whether the libraries' own output (the Trainer's log dicts, load reports, their bars) is shown: only
-    when asked for (`mlm --verbose`, `configure(verbose=True)`). `data_prep.progress.verbose()` also says yes
-    when nothing was configured, as the libraries do; a training run called from Python stays tidy."""
-    return _settings._SETTINGS["verbose"] is True
 
 
 def say(line: str) -> None:
@@ -72,7 +64,7 @@ class StepProgress(ProgressCallback):
     bound never reached. With `tokens_per_step` it shows tokens/s, and with `flops_per_token` and
     `peak_flops` (the peak of all devices together) the share of that peak the model's FLOPs reach (`MFU`).
     The newest loss goes on the bar as a postfix (the log dicts are printed only when asked for:
-    `show_library_output`); `show=False` shows no bar (`disable_tqdm`, `--quiet`)."""
+    `data_prep.progress.verbose`); `show=False` shows no bar (`disable_tqdm`, `--quiet`)."""
 
     def __init__(
         self,
@@ -122,11 +114,11 @@ class StepProgress(ProgressCallback):
             self.training_bar.set_postfix(self.postfix, refresh=False)
 
     def on_prediction_step(self, args, state, control, **kwargs):
-        if self.show and show_library_output():
+        if self.show and verbose():
             super().on_prediction_step(args, state, control, **kwargs)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if show_library_output():
+        if verbose():
             if self.training_bar is not None:
                 return super().on_log(args, state, control, logs=logs, **kwargs)
             return PrinterCallback().on_log(args, state, control, logs=dict(logs or {}), **kwargs)
@@ -189,8 +181,8 @@ def at(step: int, epoch: float | None) -> str:
 @contextlib.contextmanager
 def run_output() -> Iterator[None]:
     """What a training run shows, from the `mlm` command or from Python: the libraries kept quiet (no load
-    reports, no `Map` or shard-writing bars) unless asked for (`show_library_output`)."""
-    with library_output(verbose=show_library_output()):
+    reports, no `Map` or shard-writing bars) unless asked for (`data_prep.progress.verbose`)."""
+    with library_output(verbose=verbose()):
         yield
 
 

@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from data_prep.progress import settings
 from mlm.progress import library_output
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def quiet(verbose: bool = False) -> Iterator[None]:
     """Unless `verbose`: transformers and datasets log errors only, show no progress bars, and the Trainer's
     log dicts (`{'loss': ...}`, which it print()s) do not reach stdout."""
     if verbose:
-        yield
+        with settings(verbose=True):
+            yield
         return
     with library_output(), open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield
