@@ -6,13 +6,14 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mlm.cli import main
+from mlm.cli import COMMANDS, build_parser, main, version
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,3 +198,33 @@ def test_resume_flag_alone_means_latest():
         ["pretrain", "--data_dir", "p", "--output_dir", "o", "--resume_from_checkpoint"]
     )
     assert args.resume_from_checkpoint == "latest"
+
+
+def help_text(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser(command).parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"mlm {version()}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", version())
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_has_an_example_the_required_options_and_each_flag_once(command: str, capsys) -> None:
+    text = help_text(command, capsys)
+    assert re.search(rf"example:\n  mlm {command} \S", text), text[-400:]
+    listed = re.findall(r"^  (-\w, )?(--[\w-]+)", text, flags=re.M)
+    flags = [flag for _, flag in listed]
+    assert len(flags) == len(set(flags)) and "--quiet" in flags, flags
+    assert not [f for f in flags if "-" in f[2:]], "--max-seq-length spellings are accepted, not listed"
+    required = {"prepare": ["--corpus", "--output_dir"], "pack": ["--data_dir", "--tokenizer_dir", "--output_dir"],
+                "pretrain": ["--data_dir", "--output_dir"], "finetune": ["--model_name_or_path", "--train_file", "--output_dir"],
+                "train-tokenizer": ["--output_dir"], "evaluate": ["--suite"]}.get(command)  # fmt: skip
+    if required:
+        section = text.split("required:\n")[1].split("\n\n")[0]
+        assert re.findall(r"^  (--\w+)", section, flags=re.M) == required, section

@@ -6,8 +6,10 @@ command line or from Python."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,10 +19,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_finetune import checkpoint, config, task  # noqa: E402,F401  (fixtures of finetune_inputs)
 from tiny_run import TINY, tiny_pretrain_config  # noqa: E402
 
+from data_prep.progress import settings  # noqa: E402
 from mlm.cli import main  # noqa: E402
 from mlm.finetune import finetune  # noqa: E402
 from mlm.model_card.text import fmt_share, fmt_utilisation  # noqa: E402
 from mlm.pretrain import pretrain  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BAR = re.compile(
+    r"(\d+)%\|[^|\r\n]*\| [^\r\n]*\[\d\d:\d\d<\d\d:\d\d, +[\d.]+ ?(?:\w*/s|s/\w+)(, [^\]\r\n]*)?\]"
+)  # count, elapsed<ETA, rate (2.5it/s, or 1.6s/it when slow), then what the bar shows besides (the loss)
+
 
 NOISE = ("{'loss'", "'eval_loss'", "LOAD REPORT", "Writing model shards")
 
@@ -146,3 +155,65 @@ def test_the_peak_probe_leaves_the_random_state_as_it_was() -> None:
     peak, source = device_peak("cpu")
     assert peak > 0 and source.startswith("measured: ")
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_data_steps_show_bars_with_rate_and_eta_and_quiet_hides_them(
+    tmp_path: Path, tiny_corpus_dir: Path, capsys
+) -> None:
+    corpus = tiny_corpus_dir / "corpus.jsonl"
+    steps = [
+        ["prepare", "--corpus", corpus, "--output_dir", tmp_path / "data", "--validation_size", "30"],
+        ["train-tokenizer", "--data_dir", tmp_path / "data", "--output_dir", tmp_path / "tok", "--vocab_size", "256"],
+        ["pack", "--data_dir", tmp_path / "data", "--tokenizer_dir", tmp_path / "tok", "--output_dir",
+         tmp_path / "packed", "--max_seq_length", "32"],
+    ]  # fmt: skip
+    for args in steps:
+        assert main([str(a) for a in args]) == 0
+        err = capsys.readouterr().err
+        bars = [m for m in BAR.finditer(err) if err[: m.start()].rsplit("\r", 1)[-1].startswith(args[0])]
+        assert bars and bars[-1].group(1) == "100", (args[0], err[-500:])
+    for args in steps:
+        assert main([str(a).replace(str(tmp_path), str(tmp_path / "q")) for a in [*args, "--quiet"]]) == 0
+        err = capsys.readouterr().err
+        assert not BAR.search(err) and "%|" not in err, err[-500:]
+
+
+def test_time_budget_bar_counts_seconds_of_the_budget_and_tokens_per_second(packed_dir: Path, tmp_path: Path,
+                                                                           capsys) -> None:  # fmt: skip
+    cfg = tiny_pretrain_config(packed_dir, tmp_path / "p", max_time_minutes=0.05, max_steps=-1, disable_tqdm=False,
+                               eval_steps=0, save_steps=0)  # fmt: skip
+    with settings(verbose=False):  # as the `mlm` command without --verbose
+        pretrain(cfg)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    lines = [line for line in err.splitlines() if "of the time budget" in line]
+    assert lines, err[-1000:]
+    last = lines[-1]
+    assert re.search(r"\| \d+/3 s of the time budget \[", last) and re.search(r"tokens/s=[\d,]+", last), last
+    assert "10000000" not in err and "1800" not in err
+    assert "{'loss'" not in err  # the loss goes on the bar, not as a printed dict
+
+
+def run_mlm(args: list, **env: str) -> subprocess.CompletedProcess:
+    full_env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+        **env,
+    }
+    return subprocess.run([sys.executable, "-m", "mlm", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, cwd=REPO, timeout=600)  # fmt: skip
+
+
+def test_no_library_noise_unless_verbose(packed_dir: Path, tmp_path: Path) -> None:
+    base = ["pretrain", "--data_dir", packed_dir, "--preset", "tiny", "--config_overrides", json.dumps(TINY),
+            "--max_steps", "4", "--per_device_train_batch_size", "8", "--eval_steps", "2", "--save_steps", "0",
+            "--logging_steps", "1", "--max_eval_samples", "16", "--use_cpu"]  # fmt: skip
+    plain = run_mlm([*base, "--output_dir", tmp_path / "a"])
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    out = plain.stdout + plain.stderr
+    assert "{'loss'" not in out and "'eval_loss'" not in out and "LOAD REPORT" not in out
+    assert BAR.search(plain.stderr) and "loss=" in plain.stderr  # the bar, with the newest loss on it
+    verbose = run_mlm([*base, "--output_dir", tmp_path / "b", "--verbose"])
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert "'loss':" in verbose.stdout + verbose.stderr and "'eval_loss':" in verbose.stdout + verbose.stderr
