@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/masking.py          # about 70 minutes on 2 CPU cores
 
-1. `mlm run` of each study recipe (recipes/masking_*.yaml): the same IMDB data, tokenizer, packed blocks,
+1. `mlm run` of each study: recipes/masking_study.yaml with the study's masking settings (STUDIES): the same IMDB data, tokenizer, packed blocks,
    `tiny` model and budget of 2,500 steps of 64 x 128 tokens; only the masking differs. A token budget, not
    wall clock, so a busy machine cannot favour one study. `--parallel 2` pretrains two at once with one
    thread each (more tokens/s in all than one run on two threads on this machine). Finished runs are reused.
@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from downstream import jsonl_rows
 from harness import REPO as ROOT
 from harness import Results, log, markdown_table, write_marked_section
@@ -34,7 +35,28 @@ from mlm.evaluate import EvaluateConfig, evaluate
 from mlm.recipe import RunConfig, plan_recipe, run_recipe
 
 START, END = "<!-- masking:start -->", "<!-- masking:end -->"
-STUDIES = ["masking_token_015", "masking_token_03", "masking_token_04", "masking_wwm_015"]
+BASE = "recipes/masking_study.yaml"
+# each study: the base recipe's pretraining with these masking settings
+STUDIES = {
+    "masking_token_015": {},
+    "masking_token_03": {"mlm_probability": 0.3},
+    "masking_token_04": {"mlm_probability": 0.4},
+    "masking_wwm_015": {"whole_word_mask": True},
+}
+
+
+def study_recipes(base: str, names: list[str], folder: Path) -> list[str]:
+    """The recipe of each study: `base` with the study's masking settings, its own name and run folder."""
+    recipe = yaml.safe_load((ROOT / base).read_text())
+    paths = []
+    for name in names:
+        study = {**recipe, "name": name, "output_dir": f"runs/{name}"}
+        study["pretrain"] = {**recipe["pretrain"], **STUDIES[name]}
+        path = folder / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(study, sort_keys=False))
+        paths.append(str(path))
+    return paths
 
 
 def pretrain_all(recipes: list[str], parallel: int, logs: Path) -> None:
@@ -118,7 +140,8 @@ def common_mlm_scores(models: dict[str, Path], packed_dir: Path, tokenizer_dir: 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipes", default=",".join(f"recipes/{s}.yaml" for s in STUDIES))
+    p.add_argument("--base", default=BASE, help="the base recipe")
+    p.add_argument("--studies", default=",".join(STUDIES), help=f"which of {', '.join(STUDIES)}")
     p.add_argument("--suite", default="suites/imdb_sst2_cpu.yaml")
     p.add_argument("--label-fractions", default="0.01,0.1")
     p.add_argument("--seeds", type=int, default=3)
@@ -130,8 +153,8 @@ def main() -> int:
     os.chdir(ROOT)
     started = time.perf_counter()
     results_file = Results("masking", args.results_dir)
-    recipes = [r for r in args.recipes.split(",") if r]
     out = Path(args.output_dir)
+    recipes = study_recipes(args.base, [n for n in args.studies.split(",") if n], out / "recipes")
 
     log("[masking] shared data: prepare, tokenizer, pack (reused when unchanged)")
     run_recipe(RunConfig(recipe=recipes[0], steps=["prepare", "tokenizer", "pack"]), log=log)
@@ -220,7 +243,7 @@ def write_section(md: Path, args, studies: dict, rows: list[dict], jsonl: Path, 
         "Token vs whole-word masking and masking rate 0.15 / 0.3 / 0.4 (80/10/10 replacement in each), at the "
         f"same budget: {', '.join(f'{s:,}' for s in sorted(steps))} steps, "
         f"{', '.join(f'{t:,}' for t in sorted(tokens))} tokens seen, `tiny` preset, 16k WordPiece, "
-        "the 50,000 unlabelled IMDB reviews (`recipes/masking_*.yaml`). Pretrained two at a time with one "
+        "the 50,000 unlabelled IMDB reviews (`recipes/masking_study.yaml` with each study's settings). Pretrained two at a time with one "
         f"thread each ({_minutes(studies)} min of wall time each). Then SST-2 fine-tuning with "
         f"`mlm evaluate` and `{args.suite}` at {', '.join(f'{f:.0%}' for f in fractions)} of the training "
         f'labels, {args.seeds} seeds: accuracy median (min–max). "MLM at 15%": loss and accuracy of '

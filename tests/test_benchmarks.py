@@ -182,3 +182,17 @@ def test_throughput_quick_options():
     assert full.blocks.split(",") == ["modernbert", "bert", "electra"]
     with pytest.raises(SystemExit):
         throughput.parse_args(["--blocks", "gpt"])
+
+
+def test_the_masking_studies_are_one_base_recipe_and_their_settings(tmp_path):
+    """benchmarks/masking.py writes each study's recipe from recipes/masking_study.yaml: the same data and
+    schedule, only the masking differs, and each plans as a valid recipe."""
+    from mlm.recipe import RunConfig, plan_recipe
+
+    masking = load(BENCHMARKS / "masking.py")
+    paths = masking.study_recipes(masking.BASE, list(masking.STUDIES), tmp_path)
+    plans = [plan_recipe(RunConfig(recipe=p)) for p in paths]
+    pre = {p.name: p.configs["pretrain"] for p in plans}
+    assert pre["masking_token_03"].mlm_probability == 0.3 and pre["masking_wwm_015"].whole_word_mask
+    assert {(c.max_steps, c.learning_rate, c.preset) for c in pre.values()} == {(2500, 1e-3, "tiny")}
+    assert len({p.configs["pack"].output_dir for p in plans}) == 1  # one shared set of blocks
