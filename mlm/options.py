@@ -110,7 +110,8 @@ def _check(ok: bool, message: str) -> None:
 def check_training(cfg: MlmTrainingArguments) -> None:
     """The training options' values (a UserError naming the first wrong one); changes nothing."""
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        _check(getattr(cfg, name) >= 1, f"{name} must be >= 1, got {getattr(cfg, name)}")
+        value = getattr(cfg, name)  # None: chosen for the device (pretraining's batch, mlm.batch_size)
+        _check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
     lr = cfg.learning_rate
     _check(lr is None or (math.isfinite(lr) and lr > 0), f"learning_rate must be positive, got {lr}")
     _check(cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}")
