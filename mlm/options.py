@@ -21,6 +21,7 @@ from transformers import TrainingArguments
 
 from data_prep.errors import UserError
 from mlm.cpu.threads import parse_cpu_threads
+from mlm.sampling import check_sampling
 
 # tracker (a `report_to` name) -> (modules of which one must be importable, the pip argument that installs it)
 TRACKERS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -129,6 +130,7 @@ def check_training(cfg: MlmTrainingArguments) -> None:
     _check_choice("lr_scheduler_type", cfg.lr_scheduler_type)
     _check_choice("optim", cfg.optim)
     _check_choice("hub_strategy", cfg.hub_strategy)
+    check_sampling(cfg.train_sampling_strategy)  # fine-tuning's default: chosen for the device
     _check(not cfg.push_to_hub or bool(cfg.hub_model_id),
            "push_to_hub needs hub_model_id (e.g. your-name/my-bert)")  # fmt: skip
     _check(not (cfg.fp16 and cfg.bf16), "set at most one of fp16 and bf16")
