@@ -212,6 +212,8 @@ def trainer_arguments(cfg: MlmTrainingArguments, **derived: Any) -> TrainingArgu
     values = {name: getattr(cfg, name) for name in names}
     values.update(device_values(cfg), push_to_hub=False, hub_model_id=None, hub_strategy="end")
     values["logging_steps"] = cfg.logging_steps or 500  # TrainingArguments' default when none is given
+    if values["per_device_train_batch_size"] is None:  # unset, and not resolved by the step: the CPU default
+        values["per_device_train_batch_size"] = 64  # (pretraining resolves it for the device: mlm.batch_size)
     values.update(derived)
     try:
         return TrainingArguments(**values)

@@ -20,6 +20,7 @@ from mlm.checkpoints import changed_options, check_resume_config, mark_complete
 from mlm.data import load_packed
 from mlm.modeling import build_config
 from mlm.objectives import get_objective
+from mlm.options import trainer_arguments
 from mlm.pretrain import PretrainConfig, learning_rate_for, pretrain
 
 SEQ = 128
@@ -94,6 +95,9 @@ def test_cpu_keeps_64_and_the_default_rate(tmp_path, capsys):
     assert resolved.per_device_train_batch_size == 64 and resolved.learning_rate is None
     assert learning_rate_for(resolved) == 3e-3 and cfg == before, "the user's config is not changed"
     assert capsys.readouterr().out == ""
+    # the Trainer's arguments of a config not resolved (built directly): the CPU default too
+    args = trainer_arguments(cfg, output_dir=str(tmp_path / "args"), learning_rate=1e-3)
+    assert args.per_device_train_batch_size == 64
 
 
 def test_gpu_searches_scales_the_default_rate_and_says_so_once(tmp_path, capsys):
