@@ -501,7 +501,7 @@ def _training_args(
         max_steps=max_steps,
         fp16=fp16,
         bf16=bf16,
-        train_sampling_strategy=train_sampling_strategy(cfg),  # group_by_length on a GPU (mlm.sampling)
+        train_sampling_strategy=train_sampling_strategy(cfg, on_gpu(cfg)),  # group_by_length on a GPU
     )
 
 

@@ -39,13 +39,12 @@ def check_sampling(value: str | None) -> None:
         raise UserError(f"unknown train_sampling_strategy {value!r}; valid: {', '.join(STRATEGIES)}")
 
 
-def train_sampling_strategy(cfg: Any) -> str:
-    """`cfg.train_sampling_strategy`, or when unset `group_by_length` on a GPU and `random` on the CPU."""
-    from mlm.options import on_gpu
-
+def train_sampling_strategy(cfg: Any, gpu: bool) -> str:
+    """`cfg.train_sampling_strategy`, or when unset `group_by_length` on a GPU (`gpu`: the run trains on one,
+    `mlm.options.on_gpu`) and `random` on the CPU."""
     if cfg.train_sampling_strategy is not None:
         return cfg.train_sampling_strategy
-    return GROUP_BY_LENGTH if on_gpu(cfg) else "random"
+    return GROUP_BY_LENGTH if gpu else "random"
 
 
 def input_lengths(dataset: Any, column: str = "input_ids") -> list[int] | None:

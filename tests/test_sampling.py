@@ -18,7 +18,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from data_prep.errors import UserError
 from mlm import finetune as ft
 from mlm.finetune import FinetuneConfig, finetune
-from mlm.options import trainer_arguments
+from mlm.options import on_gpu, trainer_arguments
 from mlm.sampling import LengthGroupedTrainer, input_lengths, train_sampling_strategy
 
 REQUIRED = {"model_name_or_path": "m", "output_dir": "o", "train_file": "t.csv"}
@@ -28,21 +28,25 @@ def _gpu(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
 
+def _strategy(cfg: FinetuneConfig) -> str:
+    return train_sampling_strategy(cfg, on_gpu(cfg))  # as fine-tuning asks
+
+
 def test_group_by_length_on_a_gpu_random_on_the_cpu(monkeypatch):
     cfg = FinetuneConfig(**REQUIRED)
     assert cfg.train_sampling_strategy is None
-    assert train_sampling_strategy(cfg) == "random"
+    assert _strategy(cfg) == "random"
     _gpu(monkeypatch)
-    assert train_sampling_strategy(cfg) == "group_by_length"
-    assert train_sampling_strategy(FinetuneConfig(**REQUIRED, use_cpu=True)) == "random"
+    assert _strategy(cfg) == "group_by_length"
+    assert _strategy(FinetuneConfig(**REQUIRED, use_cpu=True)) == "random"
     given = FinetuneConfig(**REQUIRED, train_sampling_strategy="random")
-    assert train_sampling_strategy(given) == "random" and given.train_sampling_strategy == "random"
+    assert _strategy(given) == "random" and given.train_sampling_strategy == "random"
 
 
 def test_the_trainer_gets_the_choice(monkeypatch, tmp_path):
-    cfg = FinetuneConfig(**REQUIRED, use_cpu=True)
+    cfg = FinetuneConfig(**REQUIRED, use_cpu=True, fp16=False, bf16=False)  # precision fixed: the CPU's
     assert ft._training_args(cfg, tmp_path, 100, True).train_sampling_strategy == "random"
-    monkeypatch.setattr(ft, "train_sampling_strategy", lambda cfg: "group_by_length")  # as on a GPU
+    monkeypatch.setattr(ft, "on_gpu", lambda cfg: True)  # fine-tuning told it trains on a GPU
     assert ft._training_args(cfg, tmp_path, 100, True).train_sampling_strategy == "group_by_length"
 
 
