@@ -8,7 +8,8 @@
 # everything it prints to $OUT/gpu_throughput.txt when $OUT is set, else benchmarks/results/.
 # Extra arguments go to throughput.py (e.g. --batch-size 256 --rounds 2; the ELECTRA and ModernBERT runs take
 # them too, then their own --presets mini --rounds 1 --steps 30).
-#   bash benchmarks/gpu_check.sh --quick   # CPU smoke run of section 4 only: tiny, 2 steps, no CUDA, no installs
+#   bash benchmarks/gpu_check.sh --quick   # CPU smoke run of section 4 alone: tiny, 2 steps, no CUDA, nothing
+#                                          # installed; its log goes to $OUT, else /tmp/mlm-bench/gpu_check_quick.txt
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -16,7 +17,8 @@ QUICK=0 ARGS=()
 for a in "$@"; do if [ "$a" = "--quick" ]; then QUICK=1; else ARGS+=("$a"); fi; done
 set -- "${ARGS[@]+"${ARGS[@]}"}"
 export GPU_ENV_QUICK=$QUICK
-LOG_NAME=gpu_throughput; [ "$QUICK" = 1 ] && LOG_NAME=gpu_check_quick  # a smoke run keeps its own log
+LOG_NAME=gpu_throughput
+if [ "$QUICK" = 1 ]; then LOG_NAME=gpu_check_quick OUT="${OUT:-/tmp/mlm-bench}"; fi  # a smoke run's log: not a result
 # 1. the log, the python, dependencies and the working tree (benchmarks/gpu_env.sh)
 GPU_LOG_NAME=$LOG_NAME source "$ROOT/benchmarks/gpu_env.sh" || exit 1
 
