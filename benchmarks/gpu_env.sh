@@ -3,7 +3,7 @@
 # machine's GPU and torch; then a python that sees the machine's preinstalled CUDA torch, the dependencies (PyPI,
 # or offline from wheels in .whl/; GPU_EXTRA_DEPS: more names, each both a pip and an import name) and the
 # working tree installed. PYTHON names the machine's python (default python3). Sets RESULTS, LOG and PY;
-# returns 1 if they do not import.
+# returns 1 if they do not import. GPU_ENV_QUICK=1 (gpu_check.sh --quick): PY is PYTHON as it is, nothing installed.
 RESULTS="${OUT:-$ROOT/benchmarks/results}"
 mkdir -p "$RESULTS"
 LOG="$RESULTS/$GPU_LOG_NAME.txt"
@@ -12,6 +12,12 @@ say() { echo "$@" | tee -a "$LOG"; }
 
 PY_SYS=${PYTHON:-python3}
 say "== $(date -u +%FT%TZ) $(basename "$0" .sh) on $(hostname)"
+if [ "${GPU_ENV_QUICK:-0}" = 1 ]; then  # gpu_check.sh --quick: a CPU smoke run with PYTHON as it is, nothing installed
+  PY="$PY_SYS"
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+  "$PY" -c "import torch, transformers, mlm; print('quick: torch', torch.__version__, 'transformers', transformers.__version__, 'mlm', mlm.__file__)" 2>&1 | tee -a "$LOG"
+  return "${PIPESTATUS[0]}"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
 "$PY_SYS" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 

@@ -241,6 +241,11 @@ RESUME_FREE_PREFIXES = ("logging_", "log_", "eval_", "per_device_eval_", "save_"
                         "dataloader_", "torch_compile", "ddp_")  # fmt: skip
 
 
+# Options the run works out when they are left unset (mlm.batch_size): unset when resuming, they take the value
+# the checkpoint records, so their being unset is no change
+TAKEN_FROM_CHECKPOINT = frozenset({"per_device_train_batch_size", "learning_rate"})
+
+
 def resume_free(name: str) -> bool:
     """Option `name` may differ between a checkpoint and the run that resumes it."""
     return name in RESUME_FREE or name.startswith(RESUME_FREE_PREFIXES)
@@ -256,7 +261,10 @@ def changed_options(saved: dict, current: dict) -> list[str]:
     changed = [
         f"{k} {old[k]!r} -> {new[k]!r}"
         for k in sorted(new)
-        if not resume_free(k) and k in old and old[k] != new[k]
+        if not resume_free(k)
+        and k in old
+        and old[k] != new[k]
+        and not (new[k] is None and k in TAKEN_FROM_CHECKPOINT)
     ]
     before = (saved.get("inputs") or {}).get(DATA_KEY)
     after = (current.get("inputs") or {}).get(DATA_KEY)

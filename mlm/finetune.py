@@ -71,6 +71,7 @@ from mlm.run_record import (
     describe_hardware,
     spec_parts,
 )
+from mlm.sampling import LengthGroupedTrainer, train_sampling_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,12 @@ class FinetuningArguments(MlmTrainingArguments):
     fp16: bool | None = field(
         default=None, metadata={"help": "fp16 mixed precision (default: on GPUs without bf16)"}
     )
+    train_sampling_strategy: str | None = field(
+        default=None,
+        metadata={"help": "order of the training examples: random, sequential, group_by_length (batches of "
+                          "similar lengths: little padding) or batch_rebalance (default: group_by_length on a "
+                          "GPU, random on the CPU)"},
+    )  # fmt: skip
 
 
 @dataclass
@@ -497,6 +504,7 @@ def _training_args(
         fp16=fp16,
         bf16=bf16,
         include_num_input_tokens_seen="all" if _counts_padding(cfg) else "non_padding",
+        train_sampling_strategy=train_sampling_strategy(cfg, on_gpu(cfg)),  # group_by_length on a GPU
     )
 
 
@@ -668,7 +676,7 @@ def _train(
     destroy_process_group_at_exit()  # TrainingArguments may have started one (torchrun)
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None)
     tuner = cpu_thread_tuner(cfg, args.world_size)
-    trainer = Trainer(
+    trainer = LengthGroupedTrainer(  # a Trainer whose length grouping leaves evaluation in order
         model=model,
         args=args,
         train_dataset=train_tok,

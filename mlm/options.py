@@ -21,6 +21,7 @@ from transformers import TrainingArguments
 
 from data_prep.errors import UserError
 from mlm.cpu.threads import parse_cpu_threads
+from mlm.sampling import check_sampling
 
 # tracker (a `report_to` name) -> (modules of which one must be importable, the pip argument that installs it)
 TRACKERS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -110,7 +111,8 @@ def _check(ok: bool, message: str) -> None:
 def check_training(cfg: MlmTrainingArguments) -> None:
     """The training options' values (a UserError naming the first wrong one); changes nothing."""
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        _check(getattr(cfg, name) >= 1, f"{name} must be >= 1, got {getattr(cfg, name)}")
+        value = getattr(cfg, name)  # None: chosen for the device (pretraining's batch, mlm.batch_size)
+        _check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
     lr = cfg.learning_rate
     _check(lr is None or (math.isfinite(lr) and lr > 0), f"learning_rate must be positive, got {lr}")
     _check(cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}")
@@ -128,6 +130,7 @@ def check_training(cfg: MlmTrainingArguments) -> None:
     _check_choice("lr_scheduler_type", cfg.lr_scheduler_type)
     _check_choice("optim", cfg.optim)
     _check_choice("hub_strategy", cfg.hub_strategy)
+    check_sampling(cfg.train_sampling_strategy)  # fine-tuning's default: chosen for the device
     _check(not cfg.push_to_hub or bool(cfg.hub_model_id),
            "push_to_hub needs hub_model_id (e.g. your-name/my-bert)")  # fmt: skip
     _check(not (cfg.fp16 and cfg.bf16), "set at most one of fp16 and bf16")
@@ -209,6 +212,8 @@ def trainer_arguments(cfg: MlmTrainingArguments, **derived: Any) -> TrainingArgu
     values = {name: getattr(cfg, name) for name in names}
     values.update(device_values(cfg), push_to_hub=False, hub_model_id=None, hub_strategy="end")
     values["logging_steps"] = cfg.logging_steps or 500  # TrainingArguments' default when none is given
+    if values["per_device_train_batch_size"] is None:  # unset, and not resolved by the step: the CPU default
+        values["per_device_train_batch_size"] = 64  # (pretraining resolves it for the device: mlm.batch_size)
     values.update(derived)
     try:
         return TrainingArguments(**values)

@@ -1,12 +1,15 @@
 """The speed options of pretraining: per-device defaults, the fused optimizer, vocabulary padding, and
-fixed-count masking giving static shapes (for torch.compile / CUDA graphs). No timing asserts here."""
+fixed-count masking giving static shapes (for torch.compile / CUDA graphs), and torch_compile: true on the CPU
+path. No timing asserts here."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
+from tiny_run import tiny_pretrain_config
 from transformers import AutoTokenizer, Trainer
 
 from mlm.data import BlockDataset, load_packed
@@ -246,3 +249,48 @@ def test_cpu_training_attention_matches_stock(padded):
     for name, p in ours.named_parameters():
         if p.grad is not None:
             torch.testing.assert_close(p.grad, grads[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+# --- torch_compile: true on the CPU path ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ["bert", "modernbert"])
+def test_torch_compile_trains_on_the_cpu(packed_dir, tmp_path, architecture):
+    """The Trainer compiles the model, and both block types train and save compiled on the CPU. Our CPU kernels
+    (dropout, fused QKV attention, fused decoder + loss) step aside while dynamo traces (is_compiling), so the
+    graph holds stock ops; the masked-only head's data-dependent row count (`nonzero`) splits it (encoder,
+    head; `fixed_count_masking` makes BERT's one graph). Backend aot_eager: dynamo's tracing and AOT
+    autograd's forward and backward graphs, without inductor's C++ build (minutes on 2 busy cores: the slow
+    test below)."""
+    from safetensors import safe_open
+
+    from mlm.pretrain import build_pretraining, train
+
+    cfg = tiny_pretrain_config(packed_dir, tmp_path / "run", max_steps=2, eval_steps=0, save_steps=0,
+                               torch_compile=True, torch_compile_backend="aot_eager",
+                               architecture=architecture)  # fmt: skip
+    torch._dynamo.reset()
+    try:
+        run = build_pretraining(cfg)
+        out = train(run)
+        assert isinstance(run.trainer.model_wrapped, torch._dynamo.eval_frame.OptimizedModule)
+        assert out.global_step == 2 and math.isfinite(out.training_loss)
+        run.trainer.save_model(str(tmp_path / "saved"))
+    finally:
+        torch._dynamo.reset()
+    with safe_open(str(tmp_path / "saved" / "model.safetensors"), "pt") as f:
+        assert not any(k.startswith("_orig_mod") for k in f.keys()), "the compiled wrapper's names were saved"
+
+
+@pytest.mark.slow
+def test_torch_compile_with_inductor_pretrains_on_the_cpu(packed_dir, tmp_path):
+    """`torch_compile: true` as a user sets it (inductor, C++ kernels built for the CPU): the whole run, final
+    evaluation and export included."""
+    torch._dynamo.reset()
+    try:
+        metrics = pretrain(tiny_pretrain_config(packed_dir, tmp_path / "run", max_steps=2, eval_steps=0,
+                                                save_steps=0, torch_compile=True))  # fmt: skip
+    finally:
+        torch._dynamo.reset()
+    assert metrics["steps"] == 2 and math.isfinite(metrics["eval_loss"])
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
