@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_checkpoints import _losses, _max_weight_diff
 from test_distributed import _args, _cli
-from test_resume import _losses, _max_weight_diff
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_server import HubServer, running_hub  # noqa: E402

@@ -284,16 +284,12 @@ def test_release_freed_memory_gives_fragmented_memory_back():
 
 
 def test_pretraining_gives_freed_memory_back(packed_dir, tmp_path):
-    from mlm.objectives import get_objective
-    from mlm.pretrain import PretrainConfig, build_model, build_trainer, load_data
+    from mlm.pretrain import PretrainConfig, build_pretraining
 
     cfg = PretrainConfig(
         data_dir=str(packed_dir), output_dir=str(tmp_path / "run"), preset="tiny", use_cpu=True
     )
-    cfg.validate()
-    data = load_data(cfg)
-    objective = get_objective(cfg.objective)(cfg, data.tokenizer)
-    run = build_trainer(cfg, objective, build_model(cfg, objective, data), data)
+    run = build_pretraining(cfg)
     assert any(isinstance(c, ReleaseFreedMemory) for c in run.trainer.callback_handler.callbacks)
 
 

@@ -162,6 +162,7 @@ def write_recipe(folder: Path, corpus: Path, labels: Path, **sections: dict) -> 
         },  # fmt: skip
         "finetune": {
             "train_file": str(labels),
+            "test_file": str(labels),
             "max_seq_length": 32,
             "num_train_epochs": 1,
             "disable_tqdm": True,
