@@ -35,7 +35,9 @@ def profile(args: argparse.Namespace) -> str:
         loader = iter(trainer.get_train_dataloader())
         model = trainer.model.train()
 
-        def step() -> None:  # what Trainer's loop does for one step (the loss and backward of its training_step)
+        def step() -> (
+            None
+        ):  # what Trainer's loop does for one step (the loss and backward of its training_step)
             trainer.training_step(model, next(loader))
             trainer.optimizer.step()
             trainer.optimizer.zero_grad(set_to_none=True)
