@@ -340,7 +340,7 @@ def run_recipe(run: RunConfig, log: Callable[[str], None] = print) -> dict[str, 
     if rank != 0:
         log = _quiet
     with output_folder(
-        plan.output_dir, "run", recipe_inputs(run, plan), in_place=True, own=_earlier_recipe,
+        plan.output_dir, "run", recipe_inputs(run, plan), in_place=True,
         config=dataclasses.asdict(run), main=rank == 0,
     ):  # fmt: skip
         return _run_steps(run, plan, fingerprints, wanted, log, rank, world)
@@ -356,17 +356,6 @@ def recipe_inputs(run: RunConfig, plan: Plan) -> dict[str, list[str]]:
         "corpus": [corpus] if isinstance(corpus, str) else list(corpus),
         "data": [f for f in labelled if f],
     }
-
-
-_RECIPE_ENTRIES = frozenset(
-    {"data", "tokenizer", "packed", "pretrain", "finetune", "report.json", "report.md", "loss_curves.png"}
-)
-
-
-def _earlier_recipe(folder: Path) -> bool:
-    """A recipe folder written before `mlm run` kept a record: its steps' folders and report only."""
-    visible = {p.name for p in folder.iterdir() if not p.name.startswith((".", "pretrain.previous-"))}
-    return bool(visible) and visible <= _RECIPE_ENTRIES
 
 
 def _run_steps(
